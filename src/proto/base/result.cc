@@ -1,0 +1,40 @@
+#include "proto/base/result.hh"
+
+namespace ferry {
+
+const char* to_string(errc e) noexcept {
+    switch (e) {
+    case errc::ok: return "ok";
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::out_of_memory: return "out_of_memory";
+    case errc::limit_exceeded: return "limit_exceeded";
+    case errc::closed: return "closed";
+    case errc::timeout: return "timeout";
+    case errc::io: return "io";
+    case errc::unsupported: return "unsupported";
+    case errc::malformed: return "malformed";
+    case errc::bad_length: return "bad_length";
+    case errc::http_header_too_large: return "http_header_too_large";
+    case errc::http_too_many_headers: return "http_too_many_headers";
+    case errc::http_bad_request: return "http_bad_request";
+    case errc::http_smuggling: return "http_smuggling";
+    case errc::http_body_too_large: return "http_body_too_large";
+    case errc::http_unsupported_version: return "http_unsupported_version";
+    case errc::ws_protocol: return "ws_protocol";
+    case errc::ws_bad_utf8: return "ws_bad_utf8";
+    case errc::ws_too_big: return "ws_too_big";
+    case errc::ws_policy: return "ws_policy";
+    case errc::ws_handshake: return "ws_handshake";
+    case errc::ws_deflate: return "ws_deflate";
+    case errc::ssh_protocol: return "ssh_protocol";
+    case errc::ssh_mac: return "ssh_mac";
+    case errc::ssh_kex: return "ssh_kex";
+    case errc::ssh_auth: return "ssh_auth";
+    case errc::ssh_channel: return "ssh_channel";
+    case errc::crypto: return "crypto";
+    case errc::auth: return "auth";
+    }
+    return "unknown";
+}
+
+}  // namespace ferry
