@@ -53,7 +53,7 @@ void write(level l, std::string_view msg, std::initializer_list<field> fields) n
         clock_gettime(CLOCK_REALTIME, &ts);
         struct tm tm {};
         gmtime_r(&ts.tv_sec, &tm);
-        char tbuf[40];
+        char tbuf[64];
         std::snprintf(tbuf, sizeof tbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
         std::string line;

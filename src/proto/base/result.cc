@@ -33,6 +33,11 @@ const char* to_string(errc e) noexcept {
     case errc::ssh_channel: return "ssh_channel";
     case errc::crypto: return "crypto";
     case errc::auth: return "auth";
+    case errc::http_uri_too_long: return "http_uri_too_long";
+    case errc::http_not_implemented: return "http_not_implemented";
+    case errc::ssh_version: return "ssh_version";
+    case errc::ssh_host_key: return "ssh_host_key";
+    case errc::ws_upgrade_required: return "ws_upgrade_required";
     }
     return "unknown";
 }

@@ -47,6 +47,14 @@ enum class errc : std::uint16_t {
     // Crypto / auth
     crypto,
     auth,
+    // HTTP/1.1 (appended later; see http_* above)
+    http_uri_too_long,       // request line over the limit -> 414
+    http_not_implemented,    // unsupported Transfer-Encoding in a request -> 501
+    // SSH (appended later; see ssh_* above)
+    ssh_version,         // peer speaks no SSH-2.0 -> DISCONNECT protocol_version_not_supported
+    ssh_host_key,        // host key rejected by the verifier -> host_key_not_verifiable
+    // WebSocket (appended later; see ws_* above)
+    ws_upgrade_required, // not a WebSocket upgrade, or an unsupported version -> 426
 };
 
 // Human-readable name of an error code, stable for logs and metrics labels.

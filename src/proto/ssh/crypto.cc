@@ -1,0 +1,229 @@
+#include "proto/ssh/crypto.hh"
+
+// wolfCrypt: options.h first, so its struct layouts match the library we link (docs/wolfssl.md).
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/curve25519.h>
+#include <wolfssl/wolfcrypt/ed25519.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+#include <wolfssl/wolfcrypt/sha512.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace ferry::ssh {
+
+namespace {
+inline byte* u8p(std::byte* p) noexcept { return reinterpret_cast<byte*>(p); }
+inline const byte* u8p(const std::byte* p) noexcept { return reinterpret_cast<const byte*>(p); }
+// wolfCrypt rejects a null input pointer even for zero length (an empty span has none).
+const byte kEmpty[1] = {0};
+inline const byte* msg_ptr(bytes b) noexcept { return b.empty() ? kEmpty : u8p(b.data()); }
+}  // namespace
+
+// ---- rng -------------------------------------------------------------------------------------
+
+struct system_rng::impl {
+    WC_RNG rng;
+    bool ok = false;
+    ~impl() {
+        if (ok) wc_FreeRng(&rng);
+    }
+};
+
+result<std::unique_ptr<system_rng>> system_rng::create() {
+    std::unique_ptr<system_rng> r(new system_rng());
+    r->p_ = std::make_unique<impl>();
+    if (wc_InitRng(&r->p_->rng) != 0) return fail(errc::crypto, "wc_InitRng failed");
+    r->p_->ok = true;
+    return r;
+}
+
+system_rng::~system_rng() = default;
+
+status system_rng::fill(mut_bytes out) noexcept {
+    // wolfCrypt caps one request (RNG_MAX_BLOCK_LEN); larger ones are split.
+    constexpr std::size_t chunk = 0x10000;
+    while (!out.empty()) {
+        std::size_t n = std::min(out.size(), chunk);
+        if (wc_RNG_GenerateBlock(&p_->rng, u8p(out.data()), static_cast<word32>(n)) != 0) {
+            return fail(errc::crypto, "wc_RNG_GenerateBlock failed");
+        }
+        out = out.subspan(n);
+    }
+    return {};
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+bool equal_ct(bytes a, bytes b) noexcept {
+    if (a.size() != b.size()) return false;
+    unsigned acc = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) acc |= std::to_integer<unsigned>(a[i] ^ b[i]);
+    return acc == 0;
+}
+
+void wipe(mut_bytes b) noexcept {
+    // A volatile pointer keeps the stores from being removed as dead.
+    volatile std::byte* p = b.data();
+    for (std::size_t i = 0; i < b.size(); ++i) p[i] = std::byte{0};
+}
+
+// ---- hashes ----------------------------------------------------------------------------------
+
+std::size_t digest_size(hash_alg a) noexcept {
+    return a == hash_alg::sha256 ? std::size_t(WC_SHA256_DIGEST_SIZE) : std::size_t(WC_SHA512_DIGEST_SIZE);
+}
+
+struct hasher::impl {
+    union {
+        wc_Sha256 s256;
+        wc_Sha512 s512;
+    };
+    impl() {}
+};
+
+hasher::hasher(hash_alg a) : alg_(a), p_(std::make_unique<impl>()) {
+    // Init only fails on a null argument.
+    if (a == hash_alg::sha256) {
+        wc_InitSha256(&p_->s256);
+    } else {
+        wc_InitSha512(&p_->s512);
+    }
+}
+
+hasher::~hasher() {
+    if (!p_) return;
+    if (alg_ == hash_alg::sha256) {
+        wc_Sha256Free(&p_->s256);
+    } else {
+        wc_Sha512Free(&p_->s512);
+    }
+}
+
+hasher::hasher(hasher&&) noexcept = default;
+hasher& hasher::operator=(hasher&&) noexcept = default;
+
+void hasher::update(bytes b) noexcept {
+    if (alg_ == hash_alg::sha256) {
+        wc_Sha256Update(&p_->s256, u8p(b.data()), static_cast<word32>(b.size()));
+    } else {
+        wc_Sha512Update(&p_->s512, u8p(b.data()), static_cast<word32>(b.size()));
+    }
+}
+
+void hasher::final(mut_bytes out) noexcept {
+    if (alg_ == hash_alg::sha256) {
+        wc_Sha256Final(&p_->s256, u8p(out.data()));
+    } else {
+        wc_Sha512Final(&p_->s512, u8p(out.data()));
+    }
+}
+
+std::array<std::byte, 32> sha256(bytes data) noexcept {
+    std::array<std::byte, 32> out{};
+    wc_Sha256 s;
+    wc_InitSha256(&s);
+    wc_Sha256Update(&s, u8p(data.data()), static_cast<word32>(data.size()));
+    wc_Sha256Final(&s, u8p(out.data()));
+    wc_Sha256Free(&s);
+    return out;
+}
+
+status hmac(hash_alg a, bytes key, bytes data, mut_bytes out) noexcept {
+    if (out.size() < digest_size(a)) return fail(errc::invalid_argument, "hmac output too small");
+    Hmac h;
+    if (wc_HmacInit(&h, nullptr, INVALID_DEVID) != 0) return fail(errc::crypto, "wc_HmacInit");
+    int type = a == hash_alg::sha256 ? int(WC_SHA256) : int(WC_SHA512);
+    int r = wc_HmacSetKey(&h, type, u8p(key.data()), static_cast<word32>(key.size()));
+    if (r == 0) r = wc_HmacUpdate(&h, u8p(data.data()), static_cast<word32>(data.size()));
+    if (r == 0) r = wc_HmacFinal(&h, u8p(out.data()));
+    wc_HmacFree(&h);
+    if (r != 0) return fail(errc::crypto, "hmac failed");
+    return {};
+}
+
+// ---- X25519 ----------------------------------------------------------------------------------
+
+status x25519_public(x25519_key& priv, x25519_key& pub) noexcept {
+    priv[0] &= std::byte{248};
+    priv[31] &= std::byte{127};
+    priv[31] |= std::byte{64};
+    if (wc_curve25519_make_pub(32, u8p(pub.data()), 32, u8p(priv.data())) != 0) {
+        return fail(errc::crypto, "x25519 public key failed");
+    }
+    return {};
+}
+
+status x25519_shared(const x25519_key& priv, const x25519_key& peer, x25519_key& out) noexcept {
+    // wc_curve25519_generic computes X25519(priv, basepoint) on little-endian strings (RFC 7748);
+    // it insists on a clamped scalar, which x25519_public() produced. RFC 7748 §5 says the top
+    // bit of the peer's u-coordinate is ignored; wolfCrypt does not mask it, so we do.
+    x25519_key u = peer;
+    u[31] &= std::byte{0x7f};
+    int r = wc_curve25519_generic(32, u8p(out.data()), 32, u8p(priv.data()), 32, u8p(u.data()));
+    if (r != 0) return fail(errc::crypto, "x25519 failed");
+    unsigned acc = 0;
+    for (std::byte b : out) acc |= std::to_integer<unsigned>(b);
+    if (acc == 0) return fail(errc::crypto, "x25519 shared secret is zero");
+    return {};
+}
+
+// ---- Ed25519 ---------------------------------------------------------------------------------
+
+struct ed25519_private::impl {
+    ed25519_key key;
+    impl() { wc_ed25519_init(&key); }
+    ~impl() { wc_ed25519_free(&key); }
+};
+
+result<ed25519_private> ed25519_private::from_seed(bytes seed) {
+    if (seed.size() != 32) return fail(errc::invalid_argument, "ed25519 seed must be 32 bytes");
+    ed25519_private k;
+    k.p_ = std::make_unique<impl>();
+    if (wc_ed25519_import_private_only(u8p(seed.data()), 32, &k.p_->key) != 0 ||
+        wc_ed25519_make_public(&k.p_->key, u8p(k.pub_.data()), 32) != 0 ||
+        wc_ed25519_import_private_key(u8p(seed.data()), 32, u8p(k.pub_.data()), 32,
+                                      &k.p_->key) != 0) {
+        return fail(errc::crypto, "ed25519 key import failed");
+    }
+    return k;
+}
+
+result<ed25519_private> ed25519_private::generate(rng& r) {
+    std::array<std::byte, 32> seed{};
+    FERRY_TRY(ok, r.fill(seed));
+    auto k = from_seed(seed);
+    wipe(seed);
+    return k;
+}
+
+ed25519_private::ed25519_private(ed25519_private&&) noexcept = default;
+ed25519_private& ed25519_private::operator=(ed25519_private&&) noexcept = default;
+ed25519_private::~ed25519_private() = default;  // wc_ed25519_free zeroes the key
+
+status ed25519_private::sign(bytes msg, ed25519_signature& sig) noexcept {
+    word32 len = 64;
+    if (wc_ed25519_sign_msg(msg_ptr(msg), static_cast<word32>(msg.size()), u8p(sig.data()),
+                            &len, &p_->key) != 0 ||
+        len != 64) {
+        return fail(errc::crypto, "ed25519 sign failed");
+    }
+    return {};
+}
+
+bool ed25519_verify(const ed25519_public& pub, bytes msg, bytes sig) noexcept {
+    if (sig.size() != 64) return false;
+    ed25519_key key;
+    if (wc_ed25519_init(&key) != 0) return false;
+    int res = 0;
+    bool ok = wc_ed25519_import_public(u8p(pub.data()), 32, &key) == 0 &&
+              wc_ed25519_verify_msg(u8p(sig.data()), 64, msg_ptr(msg),
+                                    static_cast<word32>(msg.size()), &res, &key) == 0 &&
+              res == 1;
+    wc_ed25519_free(&key);
+    return ok;
+}
+
+}  // namespace ferry::ssh
