@@ -1,14 +1,15 @@
 // Fuzz target `ssh_packet`: the SSH packet layer and the transport state machine of each role,
 // driven by arbitrary peer bytes. Input layout:
 //
-//   byte 0: mode
+//   byte 0: mode (low bits, modulo 5); in modes 3 and 4 the top bit turns user authentication on
 //     0  packet layer alone: byte 1 picks a cipher suite (fixed keys); the rest is wire bytes
 //     1  server transport fed raw peer bytes (version line, plaintext packets, ...)
 //     2  client transport fed raw peer bytes
 //     3  server after a real in-memory handshake: each chunk is a payload that the (real)
 //        client seals and sends, so the fuzzer reaches the encrypted state machine: rekeys,
-//        out-of-order KEX messages, DISCONNECT, EXT_INFO, upper-layer messages...
-//     4  the same against a client
+//        out-of-order KEX messages, DISCONNECT, EXT_INFO; with the top bit of byte 0 set the
+//        victim routes messages to its auth_server until authenticated
+//     4  the same against a client (with an auth_client)
 //   then chunks: the first byte of each chunk gives its length (STYLE 12; 0xff: the next two
 //   bytes give it, big-endian), so every split point of the streaming parsers is exercised. In
 //   modes 3 and 4 an empty chunk makes the peer start a real rekey instead (at most 3 per input).
@@ -23,6 +24,7 @@
 #include <optional>
 #include <vector>
 
+#include "proto/ssh/auth.hh"
 #include "proto/ssh/cipher.hh"
 #include "proto/ssh/packet.hh"
 #include "proto/ssh/transport.hh"
@@ -87,8 +89,21 @@ private:
 
 const std::byte kHostSeed[32] = {std::byte{0x40}, std::byte{0x41}, std::byte{0x42}};
 
+struct fuzz_policy : auth_policy {
+    bool check_password(std::string_view u, std::string_view p) override {
+        return u == "fuzz" && p == "pw";
+    }
+    bool check_publickey(std::string_view, user_key_alg, bytes blob) override {
+        return !blob.empty() && blob[blob.size() - 1] == std::byte{0};
+    }
+};
+
 struct side {
     fuzz_rng rng;
+    fuzz_policy policy;
+    std::optional<ed25519_private> user_key;
+    std::optional<auth_server> as;
+    std::optional<auth_client> ac;
     std::optional<ed25519_private> host;
     pinned_host_keys verifier{pinned_host_keys::policy::trust_on_first_use};
     std::optional<transport> t;
@@ -111,10 +126,28 @@ struct side {
         dead = !t->start(out, now);
         t->allow_automatic_rekey();
     }
+    // The victim also runs user authentication.
+    void with_auth() {
+        if (t->self() == role::server) {
+            auth_server_config c;
+            c.policy = &policy;
+            c.banner = "fuzz";
+            c.limits.failure_delay = 500;
+            as.emplace(*t, c);
+        } else {
+            user_key.emplace(ed25519_private::from_seed(bytes(kHostSeed, 32)).value());
+            auth_client_config c;
+            c.user = "fuzz";
+            c.password = "pw";
+            c.key = &*user_key;
+            ac.emplace(*t, c);
+        }
+    }
     // Feeds bytes; answers upper-layer messages with a small reply so both directions move.
     void feed(std::vector<std::byte> wire) {
         mut_bytes in(wire);
         now += 1000;
+        if (as && !as->tick(out, now)) dead = true;
         while (!dead) {
             auto ev = t->feed(in, out, now);
             if (!ev) {
@@ -122,7 +155,18 @@ struct side {
                 break;
             }
             if (ev->type == event_type::need_more) break;
-            if (ev->type == event_type::message && ev->payload.size() > 1) {
+            if (ev->type == event_type::handshake_done && ac && !ac->start(out)) dead = true;
+            if (ev->type == event_type::message && as && !as->authenticated()) {
+                if (!as->handle(ev->payload, out, now)) dead = true;
+                continue;
+            }
+            if (ev->type == event_type::message && ac && !ac->authenticated()) {
+                auto a = ac->handle(ev->payload, out);
+                if (!a || a->type == auth_event_type::failed) dead = true;
+                continue;
+            }
+            if (ev->type == event_type::message && ev->payload.size() > 1 &&
+                std::to_integer<std::uint8_t>(ev->payload[0]) >= msg::connection_first) {
                 std::byte reply[2] = {std::byte{98}, ev->payload[1]};
                 (void)t->send(reply, out);
             }
@@ -185,8 +229,9 @@ void fuzz_raw(role victim, chunks& in) {
     }
 }
 
-void fuzz_established(role victim, chunks& in) {
+void fuzz_established(role victim, bool auth, chunks& in) {
     side v(victim, 3);
+    if (auth) v.with_auth();
     side peer(victim == role::server ? role::client : role::server, 4);
     for (int i = 0; i < 8 && !v.dead && !peer.dead; ++i) {
         v.feed(peer.take());
@@ -225,8 +270,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (mode) {
     case 1: fuzz_raw(role::server, in); break;
     case 2: fuzz_raw(role::client, in); break;
-    case 3: fuzz_established(role::server, in); break;
-    case 4: fuzz_established(role::client, in); break;
+    case 3: fuzz_established(role::server, data[0] & 0x80, in); break;
+    case 4: fuzz_established(role::client, data[0] & 0x80, in); break;
     }
     return 0;
 }

@@ -143,9 +143,41 @@ int main(int argc, char** argv) {
         {"stray-kex", {b({21}), b({30, 0, 0, 0, 32})}},
         {"big", {std::vector<std::byte>(3000, std::byte{94})}},
     };
+    auto str = [](std::vector<std::byte>& v, std::string_view t) {
+        writer(v).string(t);
+    };
+    // User authentication, server victim: service request, then requests.
+    std::vector<std::byte> sr;
+    writer(sr).u8(5).string("ssh-userauth");
+    std::vector<std::byte> none, pw_bad, pw_ok, pk_query;
+    writer(none).u8(50).string("fuzz").string("ssh-connection").string("none");
+    writer(pw_bad).u8(50).string("fuzz").string("ssh-connection").string("password").boolean(false).string("x");
+    writer(pw_ok).u8(50).string("fuzz").string("ssh-connection").string("password").boolean(false).string("pw");
+    std::vector<std::byte> kb(51, std::byte{0});
+    writer(pk_query).u8(50).string("fuzz").string("ssh-connection").string("publickey").boolean(false)
+        .string("ssh-ed25519");
+    {
+        std::vector<std::byte> blob;
+        writer(blob).string("ssh-ed25519").string(bytes(kb).first(32));
+        writer(pk_query).string(bytes(blob));
+    }
+    std::vector<std::byte> chan_open = {std::byte{90}};
+    str(chan_open, "session");
+    writer(chan_open).u32(0).u32(1 << 20).u32(32768);
+    seqs.push_back({"auth-password", {sr, none, pw_bad, pw_ok, chan_open}});
+    seqs.push_back({"auth-pk-query", {sr, pk_query, pw_ok}});
+    seqs.push_back({"auth-out-of-order", {none, sr, chan_open}});
+    // Client victim: what a server answers.
+    std::vector<std::byte> sa, fail_all, banner, ok = {std::byte{52}};
+    writer(sa).u8(6).string("ssh-userauth");
+    writer(fail_all).u8(51).string("publickey,password").boolean(false);
+    writer(banner).u8(53).string("hello").string("");
+    seqs.push_back({"auth-answers", {sa, banner, fail_all, fail_all, ok, b({94, 1})}});
+    seqs.push_back({"auth-pk-ok", {sa, fail_all, b({60, 0, 0, 0, 0}), ok}});
     for (int mode : {3, 4}) {
         for (auto& [name, payloads] : seqs) {
-            std::string s(1, char(mode));
+            bool auth = name.rfind("auth", 0) == 0;
+            std::string s(1, char(mode | (auth ? 0x80 : 0)));
             for (auto& p : payloads) put_chunk(s, p);
             write_seed(std::string(mode == 3 ? "srv-" : "cli-") + name, s);
         }

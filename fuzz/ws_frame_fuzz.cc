@@ -303,8 +303,8 @@ void differential(const std::uint8_t* data, std::size_t size, std::uint8_t cfg) 
     if (ours_closed || w.close_seen) return;
     // A bad close frame: wslay checks the reason's UTF-8 before the code, we check the code
     // first; both fail, possibly with different codes.
-    for (const char* d : {"1-byte close payload", "close reason not UTF-8", "invalid close code"}) {
-        if (err != errc::ok && std::strcmp(detail, d) == 0) return;
+    for (const char* close_fault : {"1-byte close payload", "close reason not UTF-8", "invalid close code"}) {
+        if (err != errc::ok && std::strcmp(detail, close_fault) == 0) return;
     }
     CHECK(ours.size() == w.msgs.size());
     if (err == errc::ok) {

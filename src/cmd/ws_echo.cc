@@ -12,11 +12,12 @@ protected:
     void on_ws_data(const ws::event& ev, slice payload) override {
         // Each decoded piece goes out as one frame of the echoed message: the first carries
         // the opcode, later ones are continuations, the last has FIN.
-        buffer_chain out;
-        status s = codec().send_part(out, ev.op, std::move(payload), ev.last ? ws::fin::yes : ws::fin::no,
+        buffer_chain* out = output();
+        if (!out) return;  // closing: nothing more is sent
+        status s = codec().send_part(*out, ev.op, std::move(payload), ev.last ? ws::fin::yes : ws::fin::no,
                                      ws::compress::yes);
-        if (!s) return;  // our close was already sent
-        flush(out);
+        (void)s;  // fails only once our close was sent
+        commit_output();
     }
 };
 

@@ -49,27 +49,28 @@ void connection::wake() noexcept {
 // ---- actions ------------------------------------------------------------------------------
 
 status connection::send(slice data) {
-    check_thread();
-    if (!(st_ == state::open || st_ == state::connecting) || shut_wr_wanted_ || handover_)
-        return fail(errc::closed, "send on a closed connection");
+    if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
     out_.append(std::move(data));
     wake();
     return {};
 }
 
 status connection::send(buffer_chain&& data) {
-    check_thread();
-    if (!(st_ == state::open || st_ == state::connecting) || shut_wr_wanted_ || handover_)
-        return fail(errc::closed, "send on a closed connection");
+    if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
     out_.append(std::move(data));
     wake();
     return {};
 }
 
-status connection::send_copy(bytes data) {
+bool connection::accepts_output() const noexcept {
     check_thread();
-    if (!(st_ == state::open || st_ == state::connecting) || shut_wr_wanted_ || handover_)
-        return fail(errc::closed, "send on a closed connection");
+    return (st_ == state::open || st_ == state::connecting) && !shut_wr_wanted_ && !handover_;
+}
+
+buffer_chain* connection::output() noexcept { return accepts_output() ? &out_ : nullptr; }
+
+status connection::send_copy(bytes data) {
+    if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
     out_.append_copy(data);
     wake();
     return {};

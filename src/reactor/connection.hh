@@ -70,6 +70,11 @@ public:
     status send(slice data);
     status send(buffer_chain&& data);
     status send_copy(bytes data);
+    // In-place output: a codec appends straight into the queued output, so no intermediate
+    // chain is built per message and the output's tail block is reused across sends. nullptr
+    // whenever send() would fail with errc::closed. Call commit_output() after appending.
+    buffer_chain* output() noexcept;
+    void commit_output() noexcept { wake(); }
     // Half-close once queued output is sent (SHUT_WR). Reading continues.
     void shutdown_write() noexcept;
     void close(close_mode mode = close_mode::flush) noexcept;
@@ -120,6 +125,7 @@ private:
     void wake() noexcept;             // put on the shard's work list
     bool ops_in_flight() const noexcept { return recv_armed_ || send_inflight_ || connect_inflight_; }
     void check_thread() const noexcept;
+    bool accepts_output() const noexcept;  // send()/output() would succeed
 
     shard* shard_ = nullptr;
     connection* prev_ = nullptr;  // shard's list of live connections

@@ -361,7 +361,10 @@ void shard::on_recv(connection* c, const io_uring_cqe& cqe) noexcept {
     }
     const int res = cqe.res;
     if (res > 0) {
-        if (!has_buf || !bufs_.valid_bid(bid) || unsigned(res) > bufs_.buffer_size()) {
+        // F_BUF_MORE would mean the kernel keeps filling this buffer (incremental rings, 6.12);
+        // we never register one, so recycling it now would be wrong: treat it as broken.
+        if (!has_buf || !bufs_.valid_bid(bid) || unsigned(res) > bufs_.buffer_size() ||
+            (cqe.flags & IORING_CQE_F_BUF_MORE)) {
             // A kernel contract broken, not peer input: count, log, drop the connection.
             FERRY_BUG(true, "recv completion without a valid provided buffer");
             c->abort_with(error(errc::io, "recv: completion without a valid buffer"));

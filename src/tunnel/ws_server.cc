@@ -126,14 +126,15 @@ void ws_server_connection::reject(int status, std::string_view code, std::string
 void ws_server_connection::feed(slice data) noexcept {
     mut_bytes in = data.mut_view();
     std::byte* base = data.data();
-    while (codec_->state() != ws::close_state::closed || !in.empty()) {
-        auto ev = codec_->next(in, out_);
+    // Until need_more, not until `in` is empty: a compressed message can still have inflated
+    // output to deliver after its last input byte was consumed.
+    for (;;) {
+        // The codec's automatic replies (pong, close echo) go straight into the socket's queued
+        // output, in order with whatever the subclass sends for earlier events.
+        buffer_chain* o = output();
+        auto ev = codec_->next(in, o ? *o : scratch_);
         if (!ev) break;  // the codec queued the failure close; state is closed
         if (ev->type == ws::event_type::need_more) break;
-        // Automatic replies (pong, close echo) go out before anything the subclass sends in
-        // answer to later events, so a pong is not queued behind a long echoed message.
-        if (!out_.empty()) (void)send(std::move(out_));
-        out_.clear();
         switch (ev->type) {
         case ws::event_type::data: {
             slice piece;
@@ -155,8 +156,8 @@ void ws_server_connection::feed(slice data) noexcept {
 }
 
 void ws_server_connection::after_codec() noexcept {
-    if (!out_.empty()) (void)send(std::move(out_));
-    out_.clear();
+    commit_output();
+    scratch_.clear();  // replies that could not be queued (the socket is already closing)
     if (codec_->state() == ws::close_state::closed) {
         if (!closed_reported_) {
             closed_reported_ = true;

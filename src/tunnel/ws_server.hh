@@ -55,7 +55,8 @@ protected:
 
     // ---- for subclasses ---------------------------------------------------------------------
     ws::codec& codec() noexcept { return *codec_; }
-    // Queue `out` (built with codec()) on the socket.
+    // Queue `out` (built with codec()) on the socket. Cheaper: write with codec() straight
+    // into reactor::connection::output() and call commit_output().
     void flush(buffer_chain& out) noexcept;
     // Start the close handshake.
     void ws_close(std::uint16_t code, std::string_view reason = {}) noexcept;
@@ -79,7 +80,7 @@ private:
     std::string head_;                     // the upgrade request as it accumulates
     std::unique_ptr<http1::request_parser> parser_;
     std::unique_ptr<ws::codec> codec_;
-    buffer_chain out_;
+    buffer_chain scratch_;  // sink for codec replies once the socket no longer takes output
     bool closed_reported_ = false;
 };
 

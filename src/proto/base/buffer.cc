@@ -40,6 +40,15 @@ slice slice::copy_of(bytes src) {
     return s;
 }
 
+block* buffer_chain::new_block(std::size_t min_capacity) {
+    if (spare_ && spare_->capacity >= min_capacity) {
+        block* b = std::exchange(spare_, nullptr);
+        b->used = 0;
+        return b;  // carries the spare's reference, like block::make's
+    }
+    return block::make(std::max(block_size, min_capacity));
+}
+
 void buffer_chain::compact() {
     if (head_ > 32 && head_ * 2 > v_.size()) {
         v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(head_));
@@ -66,9 +75,8 @@ void buffer_chain::append_copy(bytes b) {
                 continue;
             }
         }
-        std::size_t cap = std::max(block_size, std::min(b.size(), std::size_t(1) << 20));
-        block* nb = block::make(cap);
-        std::size_t k = std::min(cap, b.size());
+        block* nb = new_block(std::min(b.size(), std::size_t(1) << 20));
+        std::size_t k = std::min<std::size_t>(nb->capacity, b.size());
         std::memcpy(nb->data(), b.data(), k);
         nb->used = static_cast<std::uint32_t>(k);
         v_.emplace_back(nb, nb->data(), k);
@@ -110,8 +118,7 @@ mut_bytes buffer_chain::prepare(std::size_t n) {
             return {end, n};
         }
     }
-    std::size_t cap = std::max(block_size, n);
-    block* nb = block::make(cap);
+    block* nb = new_block(n);
     v_.emplace_back(nb, nb->data(), 0);
     nb->unref();
     tail_block_ = nb;
@@ -151,7 +158,14 @@ void buffer_chain::consume(std::size_t n) noexcept {
         slice& f = v_[head_];
         if (f.size() <= n) {
             n -= f.size();
-            if (f.get_owner() == tail_block_) tail_block_ = nullptr;
+            if (f.get_owner() == tail_block_) {
+                // Our slice is the block's only holder: keep the block for the next write.
+                if (tail_block_->refs == 1 && !spare_ && head_ + 1 == v_.size()) {
+                    spare_ = tail_block_;
+                    spare_->ref();
+                }
+                tail_block_ = nullptr;
+            }
             f = slice();
             ++head_;
         } else {
@@ -196,6 +210,7 @@ std::string buffer_chain::to_string() const {
 }
 
 void buffer_chain::clear() noexcept {
+    // The spare survives clear(): it holds no data.
     v_.clear();
     head_ = 0;
     size_ = 0;

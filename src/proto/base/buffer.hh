@@ -105,8 +105,27 @@ public:
     static constexpr std::size_t block_size = 16 * 1024;
 
     buffer_chain() = default;
-    buffer_chain(buffer_chain&&) noexcept = default;
-    buffer_chain& operator=(buffer_chain&&) noexcept = default;
+    ~buffer_chain() { drop_spare(); }
+    buffer_chain(buffer_chain&& o) noexcept
+        : v_(std::move(o.v_)), head_(std::exchange(o.head_, 0)), size_(std::exchange(o.size_, 0)),
+          tail_block_(std::exchange(o.tail_block_, nullptr)), pending_(std::exchange(o.pending_, 0)),
+          spare_(std::exchange(o.spare_, nullptr)) {
+        o.v_.clear();
+    }
+    buffer_chain& operator=(buffer_chain&& o) noexcept {
+        if (this != &o) {
+            clear();
+            drop_spare();
+            v_ = std::move(o.v_);
+            o.v_.clear();
+            head_ = std::exchange(o.head_, 0);
+            size_ = std::exchange(o.size_, 0);
+            tail_block_ = std::exchange(o.tail_block_, nullptr);
+            pending_ = std::exchange(o.pending_, 0);
+            spare_ = std::exchange(o.spare_, nullptr);
+        }
+        return *this;
+    }
     buffer_chain(const buffer_chain&) = delete;
     buffer_chain& operator=(const buffer_chain&) = delete;
 
@@ -142,10 +161,17 @@ public:
 
 private:
     void compact();
+    void drop_spare() noexcept {
+        if (spare_) std::exchange(spare_, nullptr)->unref();
+    }
     std::vector<slice> v_;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
     block* tail_block_ = nullptr;  // last block we allocated and may still append into
+    // A block kept when the chain emptied while it was the block's only holder: the next
+    // small write reuses it instead of allocating (a request/response loop allocates nothing).
+    block* spare_ = nullptr;
+    block* new_block(std::size_t min_capacity);
     std::size_t pending_ = 0;      // bytes handed out by prepare()
 };
 

@@ -33,6 +33,12 @@ inline constexpr std::uint8_t kex_ecdh_init = 30;
 inline constexpr std::uint8_t kex_ecdh_reply = 31;
 // 50..79 user authentication, 80..127 connection protocol: handed to the upper layers.
 inline constexpr std::uint8_t userauth_first = 50;
+inline constexpr std::uint8_t userauth_request = 50;
+inline constexpr std::uint8_t userauth_failure = 51;
+inline constexpr std::uint8_t userauth_success = 52;
+inline constexpr std::uint8_t userauth_banner = 53;
+inline constexpr std::uint8_t userauth_pk_ok = 60;
+inline constexpr std::uint8_t connection_first = 80;
 }  // namespace msg
 
 // SSH_MSG_DISCONNECT reason codes (RFC 4250 §4.2.2).

@@ -273,11 +273,20 @@ result<event> decoder::inflate_piece(mut_bytes& in) noexcept {
     s.out_full = produced == s.cap;
     inflated_ += produced;
     if (inflated_ > lim_.max_message) return fail_with(errc::ws_too_big, "inflated message over max_message");
+    if (remaining_ == 0 && fin_ && !s.out_full) {
+        // The message's last byte is in: flush the tail into the same output now, so the end
+        // of the message comes with this event rather than from a call without input.
+        s.tail_left = 4;
+        st_ = state::inflate_tail;
+        return inflate_finish(produced);
+    }
     if (produced == 0) return event{};  // sentinel for next(): keep going
     return message_piece(s.out.get(), produced, false);
 }
 
-result<event> decoder::inflate_finish() noexcept {
+// Feeds the 00 00 FF FF tail (RFC 7692 §7.2.2) after the message's last byte. `already`: output
+// bytes of this event already in the buffer (from the message's last input).
+result<event> decoder::inflate_finish(std::size_t already) noexcept {
     inflate_state& s = *inf_;
     bool done;
     std::size_t produced = 0;
@@ -288,10 +297,10 @@ result<event> decoder::inflate_finish() noexcept {
     } else {
         s.z.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(deflate_tail + (4 - s.tail_left)));
         s.z.avail_in = s.tail_left;
-        s.z.next_out = reinterpret_cast<Bytef*>(s.out.get());
-        s.z.avail_out = s.cap;
+        s.z.next_out = reinterpret_cast<Bytef*>(s.out.get() + already);
+        s.z.avail_out = static_cast<uInt>(s.cap - already);
         const int rc = inflate(&s.z, Z_SYNC_FLUSH);
-        produced = s.cap - s.z.avail_out;
+        produced = s.cap - already - s.z.avail_out;
         s.tail_left = static_cast<std::uint8_t>(s.z.avail_in);
         if (rc == Z_STREAM_END) {
             s.restart();
@@ -301,7 +310,9 @@ result<event> decoder::inflate_finish() noexcept {
         } else {
             // Space left in the output means inflate has flushed everything it could.
             done = s.tail_left == 0 && s.z.avail_out > 0;
-            if (!done && produced == 0) return fail_with(errc::ws_deflate, "inflate made no progress");
+            if (!done && produced == 0 && already == 0) {
+                return fail_with(errc::ws_deflate, "inflate made no progress");
+            }
         }
     }
     s.out_full = false;
@@ -311,7 +322,7 @@ result<event> decoder::inflate_finish() noexcept {
         st_ = state::header;
         if (s.reset_after_message) inflateReset(&s.z);
     }
-    return message_piece(s.out.get(), produced, done);
+    return message_piece(s.out.get(), already + produced, done);
 }
 
 result<event> decoder::next(mut_bytes& in) noexcept {
@@ -405,7 +416,7 @@ result<event> decoder::next(mut_bytes& in) noexcept {
                 return message_piece(p, n, frame_done && fin_);
             }
             case state::inflate_tail:
-                return inflate_finish();
+                return inflate_finish(0);
             case state::control: {
                 const std::size_t len = static_cast<std::size_t>(remaining_);
                 if (clen_ == 0 && in.size() >= len) {

@@ -15,6 +15,7 @@
 //         auto ev = dec.next(in);              // advances `in` past what it consumed
 //         if (!ev) { /* close with close_code_for(ev.code()), then close TCP */ break; }
 //         if (ev->type == event_type::need_more) break;   // `in` is now empty
+//         // (loop on need_more, not on in.empty(): inflated output can outlast the input)
 //         ...                                   // ev->payload points into `received`
 //     }
 //
@@ -46,7 +47,9 @@ public:
     decoder& operator=(const decoder&) = delete;
 
     // Decodes the next event from `in` and advances `in` past the bytes used. Returns
-    // need_more when `in` is exhausted. On a protocol violation returns an error whose code
+    // need_more when `in` is exhausted and nothing is pending. Call it until need_more, not
+    // until `in` is empty: a compressed message whose inflated end exceeds one
+    // limits::inflate_chunk delivers its last pieces from calls with an empty `in`. On a protocol violation returns an error whose code
     // maps to the close code to send (close_code_for); the decoder is then failed and returns
     // the same error on every later call. After a close event, further input is discarded.
     //
@@ -82,7 +85,7 @@ private:
     status on_header(const std::byte* h) noexcept;
     result<event> data_piece(mut_bytes& in) noexcept;
     result<event> inflate_piece(mut_bytes& in) noexcept;
-    result<event> inflate_finish() noexcept;
+    result<event> inflate_finish(std::size_t already) noexcept;
     result<event> control_done(std::byte* p) noexcept;
     result<event> message_piece(std::byte* p, std::size_t n, bool end) noexcept;
 

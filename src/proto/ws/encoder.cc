@@ -22,53 +22,6 @@ struct encoder::deflate_state {
     }
 };
 
-std::size_t encode_header(std::byte* out, const frame_header& h) noexcept {
-    FERRY_DASSERT(h.payload_len < (std::uint64_t(1) << 63));
-    FERRY_DASSERT(!is_control(h.op) || (h.payload_len <= 125 && h.fin));
-    out[0] = std::byte((h.fin ? 0x80 : 0) | (h.rsv1 ? 0x40 : 0) | static_cast<unsigned>(h.op));
-    const std::byte mbit{static_cast<unsigned char>(h.masked ? 0x80 : 0)};
-    std::size_t n;
-    if (h.payload_len < 126) {
-        out[1] = mbit | std::byte(h.payload_len);
-        n = 2;
-    } else if (h.payload_len <= 0xFFFF) {
-        out[1] = mbit | std::byte{126};
-        store_be16(out + 2, static_cast<std::uint16_t>(h.payload_len));
-        n = 4;
-    } else {
-        out[1] = mbit | std::byte{127};
-        store_be64(out + 2, h.payload_len);
-        n = 10;
-    }
-    if (h.masked) {
-        std::memcpy(out + n, &h.mask_key, 4);
-        n += 4;
-    }
-    return n;
-}
-
-std::uint16_t close_code_for(errc e) noexcept {
-    switch (e) {
-        case errc::ws_protocol:
-        case errc::malformed:
-        case errc::bad_length:
-            return close_code::protocol_error;
-        case errc::ws_bad_utf8:
-        case errc::ws_deflate:
-            return close_code::invalid_payload;
-        case errc::ws_too_big:
-        case errc::limit_exceeded:
-            return close_code::too_big;
-        case errc::ws_policy:
-        case errc::auth:
-            return close_code::policy;
-        case errc::closed:
-            return close_code::normal;
-        default:
-            return close_code::internal_error;
-    }
-}
-
 encoder::encoder(role r, const std::optional<deflate_params>& pmd, const deflate_config& cfg,
                  mask_source ms)
     : role_(r), ms_(ms), min_size_(cfg.min_size) {
@@ -214,42 +167,34 @@ status encoder::send_copy(buffer_chain& out, opcode op, bytes payload, const sen
     return {};
 }
 
-status encoder::send_part(buffer_chain& out, opcode op, slice payload, fin f, compress c) {
+// The frame opcode and RSV1 of the next part of a message sent in parts: the first part opens
+// the message (and decides compression), later ones are continuations.
+result<encoder::part_start> encoder::begin_part(opcode op, compress c) {
     if (close_sent_) return fail(errc::closed, "close already sent");
-    opcode fop = opcode::continuation;
-    bool rsv1 = false;
-    if (!in_msg_) {
-        if (op != opcode::text && op != opcode::binary) {
-            return fail(errc::invalid_argument, "data opcode must be text or binary");
-        }
-        fop = op;
-        msg_compressed_ = def_ && c == compress::yes;
-        rsv1 = msg_compressed_;
+    if (in_msg_) return part_start{opcode::continuation, false};
+    if (op != opcode::text && op != opcode::binary) {
+        return fail(errc::invalid_argument, "data opcode must be text or binary");
     }
+    msg_compressed_ = def_ && c == compress::yes;
+    return part_start{op, msg_compressed_};
+}
+
+status encoder::send_part(buffer_chain& out, opcode op, slice payload, fin f, compress c) {
+    FERRY_TRY(ps, begin_part(op, c));
     const bool last = f == fin::yes;
     if (msg_compressed_) {
-        frame(out, fop, last, rsv1, nullptr, deflate(payload.view(), last));
+        frame(out, ps->op, last, ps->rsv1, nullptr, deflate(payload.view(), last));
     } else {
-        frame(out, fop, last, false, &payload, {});
+        frame(out, ps->op, last, false, &payload, {});
     }
     in_msg_ = !last;
     return {};
 }
 
 status encoder::send_part_copy(buffer_chain& out, opcode op, bytes payload, fin f, compress c) {
-    if (close_sent_) return fail(errc::closed, "close already sent");
-    opcode fop = opcode::continuation;
-    bool rsv1 = false;
-    if (!in_msg_) {
-        if (op != opcode::text && op != opcode::binary) {
-            return fail(errc::invalid_argument, "data opcode must be text or binary");
-        }
-        fop = op;
-        msg_compressed_ = def_ && c == compress::yes;
-        rsv1 = msg_compressed_;
-    }
+    FERRY_TRY(ps, begin_part(op, c));
     const bool last = f == fin::yes;
-    frame(out, fop, last, rsv1, nullptr, msg_compressed_ ? deflate(payload, last) : payload);
+    frame(out, ps->op, last, ps->rsv1, nullptr, msg_compressed_ ? deflate(payload, last) : payload);
     in_msg_ = !last;
     return {};
 }

@@ -90,6 +90,11 @@ public:
     bool compression() const noexcept { return def_ != nullptr; }
 
 private:
+    struct part_start {
+        opcode op;
+        bool rsv1;
+    };
+    result<part_start> begin_part(opcode op, compress c);
     struct deflate_state;
 
     status check_data(opcode op) const noexcept;

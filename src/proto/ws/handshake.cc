@@ -121,15 +121,28 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
-bool has_token(std::string_view value, std::string_view token) noexcept {
+namespace {
+template <class Eq>
+bool list_has(std::string_view value, std::string_view token, Eq eq) noexcept {
     while (!value.empty()) {
         const std::size_t comma = value.find(',');
         std::string_view item = trim_ows(value.substr(0, comma));
-        if (iequals(item, token)) return true;
+        if (eq(item, token)) return true;
         if (comma == std::string_view::npos) break;
         value.remove_prefix(comma + 1);
     }
     return false;
+}
+
+// Subprotocol names compare exactly (RFC 6455 §4.1: "not present in the client's handshake";
+// browsers match case-sensitively), unlike the case-insensitive Upgrade/Connection tokens.
+bool list_has_exact(std::string_view value, std::string_view token) noexcept {
+    return list_has(value, token, [](std::string_view a, std::string_view b) { return a == b; });
+}
+}  // namespace
+
+bool has_token(std::string_view value, std::string_view token) noexcept {
+    return list_has(value, token, [](std::string_view a, std::string_view b) { return iequals(a, b); });
 }
 
 std::string accept_key(std::string_view key) {
@@ -191,7 +204,10 @@ result<upgrade_request> check_upgrade_request(const request_head& req, const ser
 }
 
 bool offers_protocol(const request_head& req, std::string_view name) noexcept {
-    return any_field_has_token(req.headers, "Sec-WebSocket-Protocol", name);
+    for (const header& h : req.headers) {
+        if (iequals(h.name, "Sec-WebSocket-Protocol") && list_has_exact(h.value, name)) return true;
+    }
+    return false;
 }
 
 int handshake_status(const error& e) noexcept {
@@ -300,7 +316,7 @@ result<upgrade_response> check_upgrade_response(const response_head& resp, std::
     if (np > 1) return fail(errc::ws_handshake, "repeated Sec-WebSocket-Protocol");
     if (np == 1) {
         // One token, and one we offered (RFC 6455 §4.1: otherwise fail the connection).
-        if (!is_token(proto) || !has_token(req.protocols, proto)) {
+        if (!is_token(proto) || !list_has_exact(req.protocols, proto)) {
             return fail(errc::ws_handshake, "subprotocol not offered");
         }
         up.protocol = proto;

@@ -77,7 +77,8 @@ bool is_upgrade_request(const request_head& req) noexcept;
 // ws_handshake (answer 400): everything else. `detail` says which check failed.
 result<upgrade_request> check_upgrade_request(const request_head& req, const server_config& cfg);
 
-// Does the request offer subprotocol `name` in its Sec-WebSocket-Protocol field(s)?
+// Does the request offer subprotocol `name` in its Sec-WebSocket-Protocol field(s)? Names
+// compare exactly (case-sensitive).
 bool offers_protocol(const request_head& req, std::string_view name) noexcept;
 
 // The HTTP status that answers a failed check_upgrade_request: 426 or 400.
@@ -113,7 +114,7 @@ struct upgrade_response {
 
 // Validates the server's answer (RFC 6455 §4.1, RFC 7692 §7.1): status 101, HTTP/1.1,
 // Upgrade websocket, Connection upgrade, Sec-WebSocket-Accept matching `key`, extensions only
-// as offered, a subprotocol only from our offer. Any failure -> ws_handshake (fail the
+// as offered, a subprotocol only from our offer (exact match). Any failure -> ws_handshake (fail the
 // connection; the status is in resp.status for the caller's message).
 result<upgrade_response> check_upgrade_response(const response_head& resp, std::string_view key,
                                                 const client_request& req);

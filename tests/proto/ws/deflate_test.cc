@@ -393,3 +393,52 @@ TEST(WsDeflate, StreamingCompressedParts) {
     ASSERT_EQ(got.messages.size(), 1u);
     EXPECT_EQ(got.messages[0].data, all);
 }
+
+TEST(WsDeflate, MessageEndComesWithItsLastByteWhenTheOutputFits) {
+    // A caller that loops only while input remains still sees the end of a compressed message
+    // whose inflated tail fits in one chunk.
+    decoder d(role::server, {}, deflate_params{});
+    std::string w = cframe(1, strip_tail(raw_deflate("hello, compressed world", Z_SYNC_FLUSH)), true, 4);
+    std::vector<std::byte> buf(w.size());
+    std::memcpy(buf.data(), w.data(), w.size());
+    mut_bytes in(buf);
+    bool last = false;
+    std::string got;
+    while (!in.empty()) {
+        auto ev = d.next(in);
+        ASSERT_TRUE(ev);
+        if (ev->type == event_type::data) {
+            got.append(ev->text());
+            last = ev->last;
+        }
+    }
+    EXPECT_TRUE(last);
+    EXPECT_EQ(got, "hello, compressed world");
+}
+
+TEST(WsDeflate, OutputCanOutlastTheInputSoCallUntilNeedMore) {
+    // 64 KiB of one letter inflates from a few hundred bytes into 256-byte chunks: most of the
+    // message comes out of calls made after the last input byte was consumed.
+    limits lim;
+    lim.inflate_chunk = 256;
+    decoder d(role::server, lim, deflate_params{});
+    const std::string m(64 * 1024, 'a');
+    std::string w = cframe(1, strip_tail(raw_deflate(m, Z_SYNC_FLUSH)), true, 4);
+    std::vector<std::byte> buf(w.size());
+    std::memcpy(buf.data(), w.data(), w.size());
+    mut_bytes in(buf);
+    std::string got;
+    bool last = false, emptied_before_end = false;
+    for (;;) {
+        auto ev = d.next(in);
+        ASSERT_TRUE(ev);
+        if (ev->type == event_type::need_more) break;
+        if (in.empty() && !ev->last) emptied_before_end = true;
+        ASSERT_LE(ev->payload.size(), 256u);
+        got.append(ev->text());
+        last = ev->last;
+    }
+    EXPECT_TRUE(emptied_before_end);
+    EXPECT_TRUE(last);
+    EXPECT_EQ(got, m);
+}

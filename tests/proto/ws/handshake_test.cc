@@ -86,6 +86,7 @@ TEST(WsHandshake, ServerAcceptsTheRfcRequest) {
     EXPECT_TRUE(offers_protocol(p.head, "chat"));
     EXPECT_TRUE(offers_protocol(p.head, "superchat"));
     EXPECT_FALSE(offers_protocol(p.head, "chatty"));
+    EXPECT_FALSE(offers_protocol(p.head, "Chat"));  // subprotocols match exactly
     buffer_chain out;
     write_upgrade_response(out, *up, "chat");
     EXPECT_EQ(out.to_string(),
@@ -235,6 +236,7 @@ TEST(WsHandshake, ClientRejections) {
     EXPECT_FALSE(verdict(replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: c\r\n\r\n")));
     EXPECT_FALSE(verdict(replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: a, b\r\n\r\n")));
     EXPECT_TRUE(verdict(replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: b\r\n\r\n")));
+    EXPECT_FALSE(verdict(replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: B\r\n\r\n")));
     cr.protocols = "";
     EXPECT_FALSE(verdict(replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: b\r\n\r\n")));
 }

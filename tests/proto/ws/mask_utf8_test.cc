@@ -232,3 +232,67 @@ TEST(WsUtf8, AgreesWithReferenceDecoderOnRandomInput) {
     }
     EXPECT_GT(valid_count, 1000);  // the generator does produce valid strings too
 }
+
+TEST(WsUtf8, VectorPathAgreesWithScalarPath) {
+    // Inputs of 64+ bytes go through the AVX2 classifier (when the CPU has it); fed one byte at
+    // a time they go through the scalar decoder. Both must agree, at every error position.
+    const char* pieces[] = {"a", "0123456789abcdef", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                            "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf", "\xee\x80\x80",
+                            // invalid pieces
+                            "\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xc0\xaf", "\xe0\x9f\xbf",
+                            "\xf0\x8f\xbf\xbf", "\xf5\x80\x80\x80", "\xff", "\xc3", "\xe2\x82",
+                            "\xf0\x9f\x98", "\xc3\xa9\xa9"};
+    std::mt19937 rng(17);
+    int invalid = 0;
+    for (int t = 0; t < 20000; ++t) {
+        std::string s;
+        const std::size_t target = 64 + rng() % 300;
+        const bool clean = t % 2 == 0;
+        while (s.size() < target) s += pieces[rng() % (clean ? 8 : 20)];
+        utf8_validator bytewise;
+        bool ok = true;
+        for (char c : s) ok = ok && bytewise.feed(as_bytes(std::string_view(&c, 1)));
+        const bool want = ok && bytewise.complete();
+        if (clean) {
+            ASSERT_TRUE(want);
+        }
+        invalid += !want;
+        ASSERT_EQ(valid(s), want) << t;
+        // Two large pieces: the vector path on each side of an arbitrary cut.
+        const std::size_t cut = rng() % (s.size() + 1);
+        utf8_validator v;
+        bool ok2 = v.feed(as_bytes(std::string_view(s).substr(0, cut))) &&
+                   v.feed(as_bytes(std::string_view(s).substr(cut)));
+        ASSERT_EQ(ok2 && v.complete(), want) << t << " cut " << cut;
+    }
+    EXPECT_GT(invalid, 5000);
+}
+
+TEST(WsUtf8, EveryInvalidSequenceAtEveryOffsetOfALongString) {
+    const std::string base = "abc\xc3\xa9" "def\xe2\x82\xac" "ghi\xf0\x9f\x98\x80" "jklmnopqrstuvwxyz" +
+                             std::string(80, 'q');
+    for (std::string_view bad : {"\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xe0\x9f\xbf",
+                                 "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80",
+                                 "\xf5\x80\x80\x80", "\xf8", "\xfe", "\xff", "\xc2\x41", "\xe2\x28\xa1",
+                                 "\xe2\x82\x41", "\xf0\x9f\x98\x41", "\xc3\xa9\xa9"}) {
+        for (std::size_t pos = 0; pos <= base.size(); ++pos) {
+            // Insert only at code point boundaries of `base`.
+            if (pos < base.size() && (static_cast<unsigned char>(base[pos]) & 0xC0) == 0x80) continue;
+            std::string s = base;
+            s.insert(pos, bad);
+            ASSERT_FALSE(valid(s)) << pos;
+        }
+    }
+    // Truncated sequences at the very end of a long string.
+    for (std::string_view cut : {"\xc3", "\xe2\x82", "\xf0\x9f\x98", "\xf0", "\xe2"}) {
+        for (std::size_t len : {63, 64, 65, 95, 96, 97, 128}) {
+            std::string s(len, 'x');
+            s += cut;
+            ASSERT_FALSE(valid(s)) << len;
+            utf8_validator v;
+            ASSERT_TRUE(v.feed(as_bytes(s)));  // not invalid yet: the next feed may complete it
+            ASSERT_FALSE(v.complete());
+        }
+    }
+    EXPECT_TRUE(valid(base));
+}

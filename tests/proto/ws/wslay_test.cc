@@ -405,6 +405,54 @@ TEST(WsWslay, CompressedMessagesCarryRsv1BothWays) {
     EXPECT_EQ(back.messages[0].data, m);
 }
 
+TEST(WsWslay, CloseCodesBothWays) {
+    // Every code both implementations accept on the wire, with and without a reason, in both
+    // directions and both roles.
+    std::vector<std::uint16_t> codes = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
+                                        3000, 3999, 4000, 4999};
+    for (std::uint16_t code : codes) {
+        for (std::string reason : {std::string(), std::string("r\xc3\xa9ason"), std::string(123, 'z')}) {
+            for (role ours : {role::server, role::client}) {
+                // ours -> wslay
+                counter_mask km;
+                encoder enc(ours, std::nullopt, {}, km.source());
+                buffer_chain out;
+                ASSERT_TRUE(enc.close(out, code, reason));
+                wslay_peer w(other(ours), code);
+                EXPECT_EQ(w.feed(out.to_string()), 0);
+                EXPECT_EQ(wslay_event_get_status_code_received(w.ctx()), code);
+                ASSERT_EQ(w.received().size(), 1u);
+                EXPECT_EQ(w.received()[0].data, close_payload(code, reason));
+                // wslay -> ours
+                wslay_peer w2(other(ours), code + 1u);
+                ASSERT_EQ(wslay_event_queue_close(w2.ctx(), code, reinterpret_cast<const std::uint8_t*>(reason.data()),
+                                                  reason.size()), 0);
+                decoder dec(ours);
+                auto got = decode_all(dec, w2.drain());
+                ASSERT_EQ(got.error, errc::ok) << got.error_detail;
+                EXPECT_TRUE(got.closed);
+                EXPECT_EQ(got.close_code, code);
+                EXPECT_EQ(got.close_reason, reason);
+            }
+        }
+    }
+    // An empty close both ways: wslay reports 1005 ("no status"), as we do.
+    decoder dec(role::client);
+    wslay_peer w(role::server);
+    ASSERT_EQ(wslay_event_queue_close(w.ctx(), 0, nullptr, 0), 0);
+    auto got = decode_all(dec, w.drain());
+    EXPECT_TRUE(got.closed);
+    EXPECT_EQ(got.close_code, close_code::no_status);
+    counter_mask km;
+    encoder enc(role::client, std::nullopt, {}, km.source());
+    buffer_chain out;
+    ASSERT_TRUE(enc.close(out, close_code::no_status));
+    wslay_peer w2(role::server);
+    EXPECT_EQ(w2.feed(out.to_string()), 0);
+    EXPECT_TRUE(wslay_event_get_close_received(w2.ctx()));
+    EXPECT_EQ(wslay_event_get_status_code_received(w2.ctx()), 1005);
+}
+
 TEST(WsWslay, SameCloseCodeForBadInput) {
     // Both implementations read the same invalid client stream; both must fail it and the close
     // wslay sends must equal ours. `wslay_code` differs from ours only where wslay rejects a
