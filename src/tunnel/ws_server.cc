@@ -35,7 +35,12 @@ ws_server_connection::ws_server_connection(reactor::shard& s, const ws_server_op
 
 ws_server_connection::~ws_server_connection() = default;
 
-void ws_server_connection::on_open() { timer_.arm_after(opt_.head_timeout); }
+void ws_server_connection::on_open() {
+    // One allocation of the largest head we accept keeps the buffer at one address, so the
+    // parser never rescans (see proto/http1/parser.hh); it is freed after the upgrade.
+    head_.reserve(opt_.head_limits.max_head_bytes);
+    timer_.arm_after(opt_.head_timeout);
+}
 
 void ws_server_connection::on_data(slice data) {
     if (!codec_) {
@@ -48,7 +53,6 @@ void ws_server_connection::on_data(slice data) {
 void ws_server_connection::on_head_bytes(slice data) noexcept {
     // The head must be contiguous for the parser: accumulate it (bounded by max_head_bytes,
     // which the parser enforces before we could grow past it plus one receive).
-    std::size_t before = head_.size();
     head_.append(reinterpret_cast<const char*>(data.data()), data.size());
     http1::progress p = parser_->parse(as_bytes(head_));
     if (p.kind == http1::outcome::need_more) return;
@@ -68,12 +72,10 @@ void ws_server_connection::on_head_bytes(slice data) noexcept {
                           std::span<const ws::header>(hs.data(), h.headers.size())};
     auto up = ws::check_upgrade_request(wreq, opt_.handshake);
     if (!up) {
-        int st = ws::handshake_status(up.err());
         buffer_chain out;
-        ws::write_reject_response(out, up.err());
+        ws::write_reject_response(out, up.err());  // 400 or 426 (ws::handshake_status)
         (void)send(std::move(out));  // errc::closed only if already closing
         close();
-        (void)st;
         return;
     }
     if (!accept_upgrade(h)) {
@@ -95,8 +97,8 @@ void ws_server_connection::on_head_bytes(slice data) noexcept {
     // Bytes after the head (a client may send frames right behind its request) belong to the
     // WebSocket: they are the tail of this last receive.
     std::size_t head_size = p.consumed;
+    // The head did not end before this receive, so these bytes all lie in `data`.
     std::size_t rest_in_data = head_.size() - head_size;
-    (void)before;
     head_.clear();
     head_.shrink_to_fit();
     parser_.reset();

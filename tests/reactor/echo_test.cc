@@ -47,7 +47,9 @@ TEST(Engine, ReportsRingFlagsAndRejectsBadConfig) {
     EXPECT_EQ(flags.find("SINGLE_ISSUER") != std::string::npos, (bits & IORING_SETUP_SINGLE_ISSUER) != 0);
     EXPECT_EQ(flags.find("DEFER_TASKRUN") != std::string::npos, (bits & IORING_SETUP_DEFER_TASKRUN) != 0);
     // DEFER_TASKRUN is only valid together with SINGLE_ISSUER.
-    if (bits & IORING_SETUP_DEFER_TASKRUN) EXPECT_TRUE(bits & IORING_SETUP_SINGLE_ISSUER);
+    if (bits & IORING_SETUP_DEFER_TASKRUN) {
+        EXPECT_TRUE(bits & IORING_SETUP_SINGLE_ISSUER);
+    }
     EXPECT_FALSE(flags.empty());
 }
 

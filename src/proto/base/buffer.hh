@@ -108,8 +108,8 @@ public:
     ~buffer_chain() { drop_spare(); }
     buffer_chain(buffer_chain&& o) noexcept
         : v_(std::move(o.v_)), head_(std::exchange(o.head_, 0)), size_(std::exchange(o.size_, 0)),
-          tail_block_(std::exchange(o.tail_block_, nullptr)), pending_(std::exchange(o.pending_, 0)),
-          spare_(std::exchange(o.spare_, nullptr)) {
+          tail_block_(std::exchange(o.tail_block_, nullptr)), spare_(std::exchange(o.spare_, nullptr)),
+          pending_(std::exchange(o.pending_, 0)) {
         o.v_.clear();
     }
     buffer_chain& operator=(buffer_chain&& o) noexcept {

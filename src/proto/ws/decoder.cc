@@ -236,10 +236,13 @@ result<event> decoder::inflate_piece(mut_bytes& in) noexcept {
     inflate_state& s = *inf_;
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size()));
     if (s.ended) {
-        // After the final block: skip the rest of the message.
+        // After the final block: skip the rest of the message. Nothing more can come out of
+        // the inflater, so a full buffer last time holds nothing back: without clearing
+        // out_full, next() would call again with no input forever (a fuzzer-found hang).
         in = in.subspan(n);
         remaining_ -= n;
         premasked_ = 0;
+        s.out_full = false;
         return event{};
     }
     // Bytes already unmasked on an earlier call that stopped with a full output buffer: the

@@ -442,3 +442,23 @@ TEST(WsDeflate, OutputCanOutlastTheInputSoCallUntilNeedMore) {
     EXPECT_TRUE(last);
     EXPECT_EQ(got, m);
 }
+
+TEST(WsDeflate, FinalBlockFillingTheOutputThenMoreFrameBytesLater) {
+    // Regression (found by the ws_frame fuzzer as a hang): a final block whose output fills the
+    // inflate buffer exactly ends the stream while the frame still has bytes to come. The next
+    // call, with no input, must report need_more instead of spinning. Inflated sizes around
+    // the 16 KiB inflate_chunk, trailing bytes after the final block, every split point near
+    // the end of the compressed data.
+    for (std::size_t size : {16383u, 16384u, 16385u, 32768u}) {
+        std::string plain(size, 'a');
+        std::string packed = raw_deflate(plain, Z_FINISH) + std::string(7, '\x55');
+        std::string wire = cframe(2, packed, true, 4);
+        for (std::size_t cut = wire.size() - 12; cut < wire.size(); ++cut) {
+            decoder d(role::server, {}, deflate_params{});
+            auto got = decode_chunks(d, wire, [&](std::size_t off) { return off == 0 ? cut : wire.size() - off; });
+            ASSERT_EQ(got.error, errc::ok) << got.error_detail << " size " << size << " cut " << cut;
+            ASSERT_EQ(got.messages.size(), 1u) << "size " << size << " cut " << cut;
+            EXPECT_EQ(got.messages[0].data, plain);
+        }
+    }
+}

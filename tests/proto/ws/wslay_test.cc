@@ -411,7 +411,7 @@ TEST(WsWslay, CloseCodesBothWays) {
     std::vector<std::uint16_t> codes = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
                                         3000, 3999, 4000, 4999};
     for (std::uint16_t code : codes) {
-        for (std::string reason : {std::string(), std::string("r\xc3\xa9ason"), std::string(123, 'z')}) {
+        for (std::string reason : {std::string(), std::string("r\xc3\xa9" "ason"), std::string(123, 'z')}) {
             for (role ours : {role::server, role::client}) {
                 // ours -> wslay
                 counter_mask km;
