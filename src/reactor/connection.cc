@@ -50,14 +50,14 @@ void connection::wake() noexcept {
 
 status connection::send(slice data) {
     if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
-    out_.append(std::move(data));
+    app_out().append(std::move(data));
     wake();
     return {};
 }
 
 status connection::send(buffer_chain&& data) {
     if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
-    out_.append(std::move(data));
+    app_out().append(std::move(data));
     wake();
     return {};
 }
@@ -67,11 +67,11 @@ bool connection::accepts_output() const noexcept {
     return (st_ == state::open || st_ == state::connecting) && !shut_wr_wanted_ && !handover_;
 }
 
-buffer_chain* connection::output() noexcept { return accepts_output() ? &out_ : nullptr; }
+buffer_chain* connection::output() noexcept { return accepts_output() ? &app_out() : nullptr; }
 
 status connection::send_copy(bytes data) {
     if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
-    out_.append_copy(data);
+    app_out().append_copy(data);
     wake();
     return {};
 }
@@ -145,9 +145,22 @@ result<address> connection::peer() const noexcept {
     return peer_address(fd_);
 }
 
+void connection::set_transform(std::unique_ptr<stream_transform> t) noexcept {
+    FERRY_DASSERT(st_ == state::idle);  // before attach: the first received byte must go through it
+    xf_ = std::move(t);
+}
+
 // ---- receive path -------------------------------------------------------------------------
 
 void connection::deliver(slice s) noexcept {
+    if (xf_) {
+        deliver_transformed(std::move(s));
+        return;
+    }
+    route(std::move(s));
+}
+
+void connection::route(slice s) noexcept {
     if (handover_) {
         // Bytes that were in flight when the hand-over started: they travel too, in order.
         // (on_recv copies them out of the ring already.)
@@ -163,6 +176,73 @@ void connection::deliver(slice s) noexcept {
     on_data(std::move(s));
 }
 
+void connection::deliver_transformed(slice s) noexcept {
+    if (xf_failed_ || (st_ != state::open && !handover_)) return;  // closing: input is discarded
+    // `s` may be a ring buffer: the transform copies what it needs, so the buffer returns to
+    // the ring when `s` dies at the end of decode(). Decoded bytes are heap slices.
+    status r = xf_->decode(std::move(s), plain_in_, out_);
+    // Bytes for the peer (handshake flight, alert, key update), or output the handler queued
+    // before the handshake that can be encoded now.
+    if (!out_.empty() || (!plain_out_.empty() && xf_->ready())) wake();
+    if (xf_->peer_finished() && !eof_seen_) {
+        eof_seen_ = true;  // on_read_eof once the decoded bytes are delivered (by service())
+        wake();
+    }
+    while (!plain_in_.empty()) route(plain_in_.pop_front());
+    if (!r) transform_failed(r.err());
+}
+
+void connection::transform_failed(const error& e) noexcept {
+    if (xf_failed_) return;
+    xf_failed_ = true;
+    plain_out_.clear();
+    if (reason_.code == errc::ok) reason_ = e;
+    if (handover_) {
+        // The new owner would inherit a dead transform: abandon the hand-over instead; the
+        // handler that asked for it expects no further event.
+        handover_.reset();
+        silent_ = true;
+    }
+    if (st_ == state::closed || st_ == state::idle) return;
+    // During a handshake the alert in out_ goes out (the peer's receive window is empty at
+    // that point, so the flush cannot hang). Later, queued output may be stuck behind a peer
+    // that does not read: drop it, alert included, rather than hold the socket open.
+    const close_mode m = xf_->ready() ? close_mode::abort : close_mode::flush;
+    if (st_ == state::connecting || st_ == state::open) {
+        st_ = state::closing;
+        close_mode_ = m;
+    } else if (m == close_mode::abort) {
+        close_mode_ = m;
+    }
+    wake();
+}
+
+void connection::pump_transform() noexcept {
+    const bool aborting = st_ == state::closing && close_mode_ == close_mode::abort;
+    if (xf_failed_ || aborting || st_ == state::connecting) {
+        if (xf_failed_ || aborting) plain_out_.clear();
+        return;
+    }
+    if (!plain_out_.empty() && xf_->ready()) {
+        status r = xf_->encode(plain_out_, out_);
+        if (!r) {
+            transform_failed(r.err());
+            return;
+        }
+    }
+    const bool closing = st_ == state::closing;  // flush mode here
+    if ((closing || shut_wr_wanted_) && !xf_finished_) {
+        if (!xf_->ready()) {
+            // Closing stops reading, so a handshake still in progress cannot finish: what the
+            // handler queued is dropped. A half-close keeps reading: wait for the handshake.
+            if (!closing) return;
+            plain_out_.clear();
+        }
+        xf_finished_ = true;
+        xf_->finish(out_);
+    }
+}
+
 // ---- the state machine --------------------------------------------------------------------
 
 void connection::service() noexcept {
@@ -173,7 +253,11 @@ void connection::service() noexcept {
     if (!handover_) {
         if (need_open_ && st_ == state::open) {
             need_open_ = false;
-            on_open();
+            if (xf_) {
+                status r = xf_->start(out_);  // a client's first flight
+                if (!r) transform_failed(r.err());
+            }
+            if (!xf_failed_) on_open();
         }
         while (st_ == state::open && pause_count_ == 0 && !handover_ && !need_open_ && !stash_.empty())
             on_data(stash_.pop_front());
@@ -183,16 +267,19 @@ void connection::service() noexcept {
             on_read_eof();
         }
         if (st_ == state::open && !handover_) {
-            if (!above_high_ && out_.size() > high_watermark_) {
+            const std::size_t queued = output_pending();
+            if (!above_high_ && queued > high_watermark_) {
                 above_high_ = true;
                 on_output_high();
-            } else if (above_high_ && out_.size() <= high_watermark_ / 2) {
+            } else if (above_high_ && queued <= high_watermark_ / 2) {
                 above_high_ = false;
                 on_output_low();
             }
         }
     }
     if (st_ == state::closed) return;
+    // Encode what the handler queued this iteration (corked: one pass for all of it).
+    if (xf_) pump_transform();
 
     // 2. Operations (no user code below except on_close in finalize()).
     const bool want_read = st_ == state::open && !handover_ && pause_count_ == 0 && !need_open_ &&
@@ -220,7 +307,8 @@ void connection::service() noexcept {
     } else if (!out_.empty() && !send_inflight_ && !shut_wr_done_ && st_ != state::connecting) {
         arm_send();
     }
-    if (shut_wr_wanted_ && !shut_wr_done_ && out_.empty() && !send_inflight_ && st_ == state::open) {
+    if (shut_wr_wanted_ && !shut_wr_done_ && out_.empty() && !send_inflight_ && st_ == state::open &&
+        (!xf_ || xf_finished_ || xf_failed_)) {
         shut_wr_done_ = true;
         (void)::shutdown(fd_, SHUT_WR);
     }
@@ -291,6 +379,8 @@ void connection::finalize() noexcept {
     }
     out_.clear();
     stash_.clear();
+    plain_out_.clear();
+    plain_in_.clear();
     if (waiting_buffers_) {
         // Leave the waiter list entry; run() drops it (it holds its own reference).
     }
@@ -300,6 +390,7 @@ void connection::finalize() noexcept {
         if (reason_.code == errc::ok && eof_seen_) reason_ = error(errc::closed, "peer closed the connection");
         on_close(reason_);
     }
+    xf_.reset();  // a TLS session's memory goes now, not when the last connection_ptr drops
     release();  // the reactor's reference
 }
 
@@ -312,11 +403,20 @@ void connection::finish_handover() noexcept {
     silent_ = true;
     out_.clear();
     stash_.clear();
+    // The transform (its session state) and any output it could not encode yet go along.
+    buffer_chain pending;
+    append_for_transfer(pending, plain_out_, s.bufs_);
+    plain_in_.clear();
     s.unlink(this);
     ++s.stats_.handovers_out;
-    s.post(h->target, [fd = std::move(fd), pre = std::move(h->pre), make = std::move(h->make)](shard& t) mutable {
+    s.post(h->target, [fd = std::move(fd), pre = std::move(h->pre), make = std::move(h->make), xf = std::move(xf_),
+                       pending = std::move(pending)](shard& t) mutable {
         std::unique_ptr<connection> handler = make(t);
         if (!handler) return;  // `fd` closes itself
+        if (xf) {
+            handler->xf_ = std::move(xf);
+            handler->plain_out_ = std::move(pending);
+        }
         if (t.adopt(fd.release(), std::move(handler), std::move(pre))) ++t.stats_.handovers_in;
     });
     release();  // the reactor's reference

@@ -22,6 +22,7 @@
 #include "proto/base/result.hh"
 #include "reactor/address.hh"
 #include "reactor/function.hh"
+#include "reactor/transform.hh"
 
 namespace ferry::reactor {
 
@@ -92,12 +93,18 @@ public:
     status hand_over(unsigned target, buffer_chain&& already_read, adopt_fn make);
     // Output above this many queued bytes raises on_output_high (default: shard config).
     void set_output_watermark(std::size_t high) noexcept { high_watermark_ = high; }
+    // Puts a byte transform (TLS) between the socket and this handler (see transform.hh):
+    // on_data then receives decoded bytes and send()/output() take bytes to encode. Only
+    // before the connection is attached (in the constructor or the factory). On a hand-over
+    // the transform travels with the socket and replaces any the new handler set.
+    void set_transform(std::unique_ptr<stream_transform> t) noexcept;
+    stream_transform* transform() const noexcept { return xf_.get(); }
 
     // ---- queries -------------------------------------------------------------------------
     bool is_open() const noexcept { return st_ == state::open || st_ == state::connecting; }
     bool is_closed() const noexcept { return st_ == state::closed; }
     bool reading_paused() const noexcept { return pause_count_ != 0; }
-    std::size_t output_pending() const noexcept { return out_.size(); }
+    std::size_t output_pending() const noexcept { return out_.size() + plain_out_.size(); }
     int fd() const noexcept { return fd_; }
     // The owning shard (valid while not closed).
     shard& owner() const noexcept { return *shard_; }
@@ -115,7 +122,13 @@ private:
     struct handover;
 
     void service() noexcept;          // the loop's single place that acts on recorded intent
-    void deliver(slice s) noexcept;   // a received slice: to on_data, the stash or a hand-over
+    void deliver(slice s) noexcept;   // a received slice: through the transform, then route()
+    void route(slice s) noexcept;     // a (decoded) slice: to on_data, the stash or a hand-over
+    void deliver_transformed(slice s) noexcept;
+    void pump_transform() noexcept;   // encode queued output, end marker when closing
+    void transform_failed(const error& e) noexcept;
+    // Where send()/output() put bytes: the socket's queue, or the transform's input.
+    buffer_chain& app_out() noexcept { return xf_ ? plain_out_ : out_; }
     void abort_with(const error& e) noexcept;  // socket error or stop: close now
     void finalize() noexcept;
     void finish_handover() noexcept;
@@ -154,10 +167,17 @@ private:
     bool shut_wr_wanted_ = false;
     bool shut_wr_done_ = false;
     bool waiting_buffers_ = false;
+    bool xf_finished_ = false;     // transform end marker (close_notify) queued
+    bool xf_failed_ = false;
     std::size_t high_watermark_ = 0;
     error reason_{};
     buffer_chain out_;
-    buffer_chain stash_;  // received, not yet delivered (paused, or before on_open)
+    buffer_chain stash_;  // received, not yet delivered (paused, or before on_open); decoded
+    // With a transform: output queued by the handler, encoded into out_ by service(); and the
+    // decoded pieces of one receive on their way to route().
+    std::unique_ptr<stream_transform> xf_;
+    buffer_chain plain_out_;
+    buffer_chain plain_in_;
     std::unique_ptr<handover> handover_;
     std::unique_ptr<address> remote_;  // connect target
 };

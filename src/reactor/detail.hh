@@ -20,6 +20,7 @@ struct alignas(16) listener {
     int fd = -1;
     connection_factory make;
     listen_options opt;
+    std::uint64_t id = 0;  // handle returned by shard::add_listener
     std::uint16_t gen = 0;
     bool armed = false;
     bool closing = false;

@@ -171,17 +171,9 @@ void shard::begin_stop() noexcept {
     if (stopping_) return;
     stopping_ = true;
     for (auto it = listeners_.begin(); it != listeners_.end();) {
-        listener* l = it->get();
-        l->closing = true;
-        if (l->retry) l->retry->cancel();
-        if (l->armed) {
-            io_uring_sqe* sqe = get_sqe();
-            io_uring_prep_cancel64(sqe, make_ud(l, op_kind::accept, l->gen), 0);
-            sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-            io_uring_sqe_set_data64(sqe, make_ud(nullptr, op_kind::none));
+        if (stop_listener(it->get())) {
             ++it;
         } else {
-            ::close(l->fd);
             it = listeners_.erase(it);
         }
     }
@@ -520,14 +512,38 @@ void shard::wait_for_buffers(connection* c) noexcept {
 
 // ---- listeners ----------------------------------------------------------------------------
 
-void shard::add_listener(int fd, connection_factory make, const listen_options& opt) noexcept {
+bool shard::stop_listener(listener* l) noexcept {
+    l->closing = true;
+    if (l->retry) l->retry->cancel();
+    if (!l->armed) {
+        ::close(l->fd);
+        return false;
+    }
+    // The accept's final CQE (-ECANCELED, or a late success) closes the fd and frees `l`.
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, make_ud(l, op_kind::accept, l->gen), 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, make_ud(nullptr, op_kind::none));
+    return true;
+}
+
+void shard::close_listener(std::uint64_t handle) noexcept {
+    FERRY_DASSERT(on_this_thread());
+    auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                           [handle](auto& p) { return p->id == handle && !p->closing; });
+    if (it == listeners_.end()) return;
+    if (!stop_listener(it->get())) listeners_.erase(it);
+}
+
+std::uint64_t shard::add_listener(int fd, connection_factory make, const listen_options& opt) noexcept {
     FERRY_DASSERT(on_this_thread());
     if (stopping_) {
         ::close(fd);
-        return;
+        return 0;
     }
     auto l = std::make_unique<listener>();
     l->owner = this;
+    l->id = next_listener_id_++;
     l->fd = fd;
     l->make = std::move(make);
     l->opt = opt;
@@ -537,6 +553,7 @@ void shard::add_listener(int fd, connection_factory make, const listen_options& 
     });
     listeners_.push_back(std::move(l));
     arm_accept(raw);
+    return raw->id;
 }
 
 void shard::arm_accept(listener* l) noexcept {

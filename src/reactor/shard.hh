@@ -118,7 +118,13 @@ public:
     // failure. Use a timer and close(close_mode::abort) for a connect timeout.
     result<connection*> connect(const address& to, std::unique_ptr<connection> handler) noexcept;
     // Multishot accept on an already listening fd (see engine::listen). Takes the fd.
-    void add_listener(int fd, connection_factory make, const listen_options& opt) noexcept;
+    // Returns a handle for close_listener (0 when the shard is stopping: the fd was closed).
+    std::uint64_t add_listener(int fd, connection_factory make, const listen_options& opt) noexcept;
+    // Stops accepting on the listener `handle` (from add_listener on this shard): its accept is
+    // cancelled, then its socket closed and its factory destroyed once the final accept CQE has
+    // arrived (connections accepted meanwhile are closed unopened). Connections it accepted
+    // earlier are not affected. Unknown or already closed handles are ignored.
+    void close_listener(std::uint64_t handle) noexcept;
 
     // "SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN|SUBMIT_ALL|CQSIZE|CLAMP": what the kernel took.
     std::string ring_flags() const;
@@ -157,6 +163,9 @@ private:
     void on_connect(connection* c, const io_uring_cqe& cqe) noexcept;
     void on_accept(detail::listener* l, const io_uring_cqe& cqe) noexcept;
     void arm_accept(detail::listener* l) noexcept;
+    // Marks `l` closing and cancels its accept. False when nothing was in flight: the fd is
+    // closed and the caller erases `l` at once.
+    bool stop_listener(detail::listener* l) noexcept;
     void arm_eventfd() noexcept;
     void wake(shard& target) noexcept;
     void eventfd_wake() noexcept;
@@ -199,6 +208,7 @@ private:
     std::vector<connection*> work_, work_batch_;
     std::vector<connection*> buffer_waiters_;
     std::vector<std::unique_ptr<detail::listener>> listeners_;
+    std::uint64_t next_listener_id_ = 1;
     std::vector<timer*> heap_;
 
     std::vector<iovec> iov_arena_;

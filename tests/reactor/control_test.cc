@@ -271,7 +271,9 @@ public:
         set_output_watermark(256 * 1024);
         slice chunk = slice::allocate(64 * 1024);
         std::memset(chunk.data(), 'z', chunk.size());
-        for (int i = 0; i < 64; ++i) (void)send(chunk);  // 4 MiB, the same block linked 64x
+        // 16 MiB, the same block linked 256x: more than the kernel can hold for a client with a
+        // fixed 64 KiB receive buffer plus our send buffer (wmem_max 4 MiB), so output stays high.
+        for (int i = 0; i < 256; ++i) (void)send(chunk);
     }
     void on_data(slice) override {}
     void on_output_high() override { ++*high_; }
@@ -291,12 +293,12 @@ TEST(Backpressure, OutputWatermarksHighThenLow) {
     ASSERT_TRUE(e);
     auto bound = e->listen(*address::parse("127.0.0.1:0"),
                            [&](shard&) { return std::make_unique<big_sender>(&cnt, &high, &low); });
-    test_client c(*bound);
+    test_client c(*bound, 64 * 1024);
     ASSERT_TRUE(eventually([&] { return high.load() == 1; }));
     std::this_thread::sleep_for(50ms);
     EXPECT_EQ(low.load(), 0);
-    std::string all = c.recv_exact(4u << 20);
-    EXPECT_EQ(all.size(), 4u << 20);
+    std::string all = c.recv_exact(16u << 20);
+    EXPECT_EQ(all.size(), 16u << 20);
     EXPECT_EQ(all.find_first_not_of('z'), std::string::npos);
     EXPECT_TRUE(eventually([&] { return low.load() == 1; }));
     EXPECT_EQ(high.load(), 1);

@@ -60,8 +60,11 @@ inline constexpr std::uint64_t fnv_init = 14695981039346656037ull;
 
 class test_client {
 public:
-    explicit test_client(const address& a) {
+    // rcvbuf > 0 fixes the receive buffer before connecting (it turns off autotuning, which on
+    // this kernel may grow to tcp_rmem's 32 MiB and swallow whatever a test wants to hold back).
+    explicit test_client(const address& a, int rcvbuf = 0) {
         fd_ = ::socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd_ >= 0 && rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
         if (fd_ >= 0 && ::connect(fd_, a.sa(), a.len()) != 0) {
             ::close(fd_);
             fd_ = -1;

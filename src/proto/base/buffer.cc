@@ -152,15 +152,18 @@ std::size_t buffer_chain::to_iovec(iovec* iov, std::size_t max) const noexcept {
 }
 
 void buffer_chain::consume(std::size_t n) noexcept {
-    FERRY_DASSERT(n <= size_);
+    FERRY_DASSERT(n <= size_ && pending_ == 0);
     size_ -= n;
     while (n > 0 && head_ < v_.size()) {
         slice& f = v_[head_];
         if (f.size() <= n) {
             n -= f.size();
-            if (f.get_owner() == tail_block_) {
+            if (tail_block_ && f.get_owner() == tail_block_) {
                 // Our slice is the block's only holder: keep the block for the next write.
-                if (tail_block_->refs == 1 && !spare_ && head_ + 1 == v_.size()) {
+                // Only standard-size blocks are kept; a large one would pin memory per
+                // idle connection.
+                if (tail_block_->refs == 1 && !spare_ && head_ + 1 == v_.size() &&
+                    tail_block_->capacity == block_size) {
                     spare_ = tail_block_;
                     spare_->ref();
                 }
@@ -183,10 +186,11 @@ void buffer_chain::consume(std::size_t n) noexcept {
 }
 
 slice buffer_chain::pop_front() noexcept {
+    FERRY_DASSERT(pending_ == 0 && head_ < v_.size());
     slice s = std::move(v_[head_]);
     ++head_;
     size_ -= s.size();
-    if (s.get_owner() == tail_block_) tail_block_ = nullptr;
+    if (tail_block_ && s.get_owner() == tail_block_) tail_block_ = nullptr;
     if (head_ == v_.size()) {
         v_.clear();
         head_ = 0;

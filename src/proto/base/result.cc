@@ -38,6 +38,21 @@ const char* to_string(errc e) noexcept {
     case errc::ssh_version: return "ssh_version";
     case errc::ssh_host_key: return "ssh_host_key";
     case errc::ws_upgrade_required: return "ws_upgrade_required";
+    case errc::token_malformed: return "token_malformed";
+    case errc::token_too_large: return "token_too_large";
+    case errc::token_alg_not_allowed: return "token_alg_not_allowed";
+    case errc::token_unknown_key: return "token_unknown_key";
+    case errc::token_key_mismatch: return "token_key_mismatch";
+    case errc::token_bad_signature: return "token_bad_signature";
+    case errc::token_expired: return "token_expired";
+    case errc::token_not_yet_valid: return "token_not_yet_valid";
+    case errc::token_bad_issuer: return "token_bad_issuer";
+    case errc::token_bad_audience: return "token_bad_audience";
+    case errc::token_invalid: return "token_invalid";
+    case errc::jwks_invalid: return "jwks_invalid";
+    case errc::tls_handshake: return "tls_handshake";
+    case errc::tls_verify: return "tls_verify";
+    case errc::tls_protocol: return "tls_protocol";
     }
     return "unknown";
 }

@@ -55,6 +55,24 @@ enum class errc : std::uint16_t {
     ssh_host_key,        // host key rejected by the verifier -> host_key_not_verifiable
     // WebSocket (appended later; see ws_* above)
     ws_upgrade_required, // not a WebSocket upgrade, or an unsupported version -> 426
+    // JWT (src/proto/jwt; RFC 7515/7518/7519). Stable names for the relay's 401 answers and the
+    // audit log: token_expired is answered as "expired", every other token_* as "invalid".
+    token_malformed,       // not a compact JWS; bad base64url, JSON or claim type
+    token_too_large,       // over a jwt::limits bound
+    token_alg_not_allowed, // alg none/unknown/outside the allow-list, or a `crit` header
+    token_unknown_key,     // no key has its kid, or none has its alg
+    token_key_mismatch,    // its kid names a key of another algorithm (confusion attempt)
+    token_bad_signature,
+    token_expired,         // exp + leeway <= now
+    token_not_yet_valid,   // nbf (or iat) later than now + leeway
+    token_bad_issuer,
+    token_bad_audience,
+    token_invalid,         // a required claim is missing or unusable (sub, exp)
+    jwks_invalid,          // a key set or HMAC secret rejected at load time
+    // TLS (src/proto/tls). `error::detail` names the reason (e.g. which certificate check failed).
+    tls_handshake,         // no common version/suite/ALPN, peer alert, not TLS at all
+    tls_verify,            // the peer's certificate was rejected (unknown CA, name, dates, ...)
+    tls_protocol,          // after the handshake: bad record, failed MAC, peer fatal alert
 };
 
 // Human-readable name of an error code, stable for logs and metrics labels.
