@@ -153,6 +153,20 @@ public:
     // Reason we closed with (none if still open or closed by the peer).
     disconnect_reason close_reason() const noexcept { return close_reason_; }
     std::size_t queued_bytes() const noexcept { return queue_bytes_; }
+    // How many more upper-layer bytes send() takes now: unbounded, except while our side of a
+    // rekey holds messages back (then what is left of max_kex_queue_bytes).
+    std::size_t send_room() const noexcept {
+        if (!kex_.active || kex_.sent_newkeys) return SIZE_MAX;
+        return cfg_.limits.max_kex_queue_bytes - queue_bytes_;
+    }
+    std::size_t kex_queue_limit() const noexcept { return cfg_.limits.max_kex_queue_bytes; }
+    // When tick() should next run for time-based rekeying (0: not armed, or an exchange is
+    // already running: the next deadline exists once it finished).
+    millis rekey_deadline() const noexcept {
+        return auto_rekey_ && first_kex_done_ && !closed_ && !kex_.active
+                   ? last_kex_ + cfg_.limits.rekey_interval
+                   : 0;
+    }
     std::uint32_t kex_count() const noexcept { return kex_count_; }
     // The largest upper-layer payload send() accepts.
     std::size_t max_payload() const noexcept { return pkt_.max_payload(); }
