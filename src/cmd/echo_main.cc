@@ -1,13 +1,15 @@
 // ferry-echo: an echo server on the reactor, for integration tests, bench/e2e and the demo.
 //
 //   ferry-echo --tcp --listen 127.0.0.1:0 [--shards N] [--buf-size B] [--buf-count C]
-//   ferry-echo --ws  --listen 127.0.0.1:0 [--shards N] [--max-frame B] [--deflate]
+//   ferry-echo --ws  --listen 127.0.0.1:0 [--shards N] [--max-frame B] [--deflate] [--head-timeout MS]
+//   either mode: [--tls-cert PEM --tls-key PEM [--tls-min-version 1.2|1.3]]  (TLS on the listener)
 //
 // Prints one line "listening on ADDR:PORT" on stdout when ready, runs until SIGINT/SIGTERM.
 // Modes are separate functions sharing the engine set-up, so a new mode (--ws) is one more
 // factory plus one more case in main().
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,7 +19,9 @@
 
 #include "cmd/ws_echo.hh"
 #include "proto/base/log.hh"
+#include "proto/tls/context.hh"
 #include "reactor/engine.hh"
+#include "tunnel/tls_transform.hh"
 
 namespace {
 
@@ -38,13 +42,15 @@ struct options {
     std::string listen = "127.0.0.1:0";
     config cfg;
     tunnel::ws_server_options ws;
+    tls::server_options tls;  // used when cert and key are given
 };
 
 [[noreturn]] void usage(const char* msg) {
     std::fprintf(stderr,
                  "ferry-echo: %s\n"
                  "usage: ferry-echo --tcp|--ws [--listen ADDR:PORT] [--shards N] [--buf-size B] [--buf-count C]\n"
-                 "                  [--max-frame BYTES] [--max-message BYTES] [--deflate]   (--ws only)\n",
+                 "                  [--max-frame BYTES] [--max-message BYTES] [--deflate] [--head-timeout MS]   (--ws only)\n"
+                 "                  [--tls-cert PEM --tls-key PEM [--tls-min-version 1.2|1.3]]\n",
                  msg);
     std::exit(2);
 }
@@ -68,8 +74,18 @@ options parse(int argc, char** argv) {
         else if (a == "--ws") o.mode = options::mode::ws;
         else if (a == "--max-frame") o.ws.limits.max_frame_payload = parse_uint(value(), "--max-frame");
         else if (a == "--max-message") o.ws.limits.max_message = parse_uint(value(), "--max-message");
+        else if (a == "--head-timeout")  // the upgrade request (and, with TLS, the handshake before it)
+            o.ws.head_timeout = std::chrono::milliseconds(parse_uint(value(), "--head-timeout"));
         else if (a == "--deflate") o.ws.handshake.deflate.enabled = true;
         else if (a == "--listen") o.listen = value();
+        else if (a == "--tls-cert") o.tls.cert_file = value();
+        else if (a == "--tls-key") o.tls.key_file = value();
+        else if (a == "--tls-min-version") {
+            std::string_view v = value();
+            if (v == "1.2") o.tls.min_version = tls::version::tls1_2;
+            else if (v == "1.3") o.tls.min_version = tls::version::tls1_3;
+            else usage("--tls-min-version takes 1.2 or 1.3");
+        }
         else if (a == "--shards") o.cfg.shards = parse_uint(value(), "--shards");
         else if (a == "--buf-size") o.cfg.buf_size = parse_uint(value(), "--buf-size");
         else if (a == "--buf-count") o.cfg.buf_count = parse_uint(value(), "--buf-count");
@@ -77,6 +93,7 @@ options parse(int argc, char** argv) {
         else usage((std::string("unknown flag ") + argv[i]).c_str());
     }
     if (o.mode == options::mode::none) usage("choose a mode (--tcp or --ws)");
+    if (o.tls.cert_file.empty() != o.tls.key_file.empty()) usage("--tls-cert and --tls-key go together");
     return o;
 }
 
@@ -84,6 +101,19 @@ options parse(int argc, char** argv) {
 int serve(const options& o, connection_factory make) {
     auto addr = address::parse(o.listen);
     if (!addr) usage("bad --listen address");
+    // TLS material is loaded and checked before anything listens; the context is then shared
+    // read-only by every shard.
+    const bool use_tls = !o.tls.cert_file.empty();
+    if (use_tls) {
+        auto ctx = tls::server_context::create(o.tls);
+        if (!ctx) {
+            const error& e = ctx.err();
+            std::fprintf(stderr, "ferry-echo: TLS: %s (cert %s, key %s%s%s)\n", e.detail, o.tls.cert_file.c_str(),
+                         o.tls.key_file.c_str(), e.sys ? ": " : "", e.sys ? std::strerror(e.sys) : "");
+            return 1;
+        }
+        make = tunnel::with_tls(std::move(*ctx), std::move(make));
+    }
 
     // Block the stop signals before any thread exists so only sigwait() below sees them.
     sigset_t stop_signals;
@@ -106,7 +136,8 @@ int serve(const options& o, connection_factory make) {
                      bound.err().sys);
         return 1;
     }
-    FERRY_LOG(info, "ferry-echo ready", {"shards", (*eng)->size()}, {"ring_flags", (*eng)->ring_flags()},
+    FERRY_LOG(info, "ferry-echo ready", {"shards", (*eng)->size()}, {"tls", use_tls ? 1 : 0},
+              {"ring_flags", (*eng)->ring_flags()},
               {"buf_size", o.cfg.buf_size}, {"buf_count", o.cfg.buf_count});
     std::printf("listening on %s\n", bound->to_string().c_str());
     std::fflush(stdout);

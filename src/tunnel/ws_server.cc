@@ -1,5 +1,6 @@
 #include "tunnel/ws_server.hh"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 
@@ -113,15 +114,18 @@ void ws_server_connection::reject(int status, std::string_view code, std::string
     char body[256];
     int bl = std::snprintf(body, sizeof body, "{\"error\":{\"code\":\"%.*s\",\"message\":\"%.*s\"}}",
                            int(code.size()), code.data(), int(message.size()), message.data());
+    bl = std::clamp(bl, 0, int(sizeof body) - 1);  // snprintf reports the untruncated length
     char headbuf[256];
     int hl = std::snprintf(headbuf, sizeof headbuf,
                            "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                            "Connection: close\r\n\r\n",
                            status, reason_phrase(status), bl);
+    hl = std::clamp(hl, 0, int(sizeof headbuf) - 1);
     buffer_chain out;
     out.append_copy(std::string_view(headbuf, hl));
     out.append_copy(std::string_view(body, bl));
     (void)send(std::move(out));  // errc::closed only if already closing
+    timer_.arm_after(opt_.close_timeout);
     close();
 }
 
@@ -165,6 +169,9 @@ void ws_server_connection::after_codec() noexcept {
             closed_reported_ = true;
             std::uint16_t code = codec_->peer_close_code() ? codec_->peer_close_code() : codec_->sent_close_code();
             on_ws_closed(code);
+            // close() flushes queued output first; a peer that stopped reading must not hold
+            // the socket open for ever.
+            timer_.arm_after(opt_.close_timeout);
         }
         close();  // server closes TCP once the handshake is complete (RFC 6455 §7.1.1)
     }
@@ -189,6 +196,7 @@ void ws_server_connection::on_read_eof() {
         closed_reported_ = true;
         on_ws_closed(ws::close_code::abnormal);
     }
+    timer_.arm_after(opt_.close_timeout);  // bound the flush of what is still queued
     close();
 }
 

@@ -8,6 +8,10 @@
 // unmasks them in place and on_ws_data() gets the payload *as a slice of that same buffer*, so a
 // subclass can link it into an outgoing chain (the echo server does) without copying.
 //
+// TLS (wss://): wrap the listener's factory with tunnel::with_tls (tls_transform.hh); this class
+// then receives plaintext slices and its output is encrypted by the reactor before each send.
+// The head timeout starts at accept, so it also bounds the TLS handshake.
+//
 // Timeouts: the upgrade request must arrive completely within `head_timeout` (slowloris), and a
 // close we started must be answered within `close_timeout`, after which TCP is closed.
 // Backpressure: while our queued output is above the reactor's high watermark, reading pauses.
