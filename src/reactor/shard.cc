@@ -217,7 +217,9 @@ void shard::run() noexcept {
         }
 
         int ret;
-        if (io_uring_cq_ready(&ring_) > 0) {
+        // A message posted to ourselves during this iteration (a hand-over to this shard) sets
+        // wake_pending_ without a wake-up: do not block then, loop to drain it.
+        if (io_uring_cq_ready(&ring_) > 0 || wake_pending_.load()) {
             ret = io_uring_submit_and_get_events(&ring_);
         } else if (!heap_.empty()) {
             auto d = heap_[0]->when_ - clock::now();

@@ -140,3 +140,20 @@ TEST(Endian, RoundTrip) {
     store_be32(buf, 0xDEADBEEF);
     EXPECT_EQ(load_be32(buf), 0xDEADBEEFu);
 }
+
+TEST(Slice, PartOrCopySharesInsideAndCopiesOutside) {
+    slice in = slice::copy_of(bytes(reinterpret_cast<const std::byte*>("abcdefgh"), 8));
+    slice inner = slice::part_or_copy(&in, in.view().subspan(2, 3));
+    EXPECT_EQ(inner.data(), in.data() + 2);  // shared, not copied
+    EXPECT_EQ(inner.get_owner(), in.get_owner());
+    EXPECT_EQ(inner.size(), 3u);
+    std::byte other[4] = {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}};
+    slice outer = slice::part_or_copy(&in, bytes(other, 4));
+    EXPECT_NE(outer.data(), other);  // a copy
+    EXPECT_NE(outer.get_owner(), in.get_owner());
+    EXPECT_EQ(std::memcmp(outer.data(), other, 4), 0);
+    // The very end of `in` is still inside.
+    slice tail = slice::part_or_copy(&in, bytes(in.data() + 6, 2));
+    EXPECT_EQ(tail.data(), in.data() + 6);
+    EXPECT_NE(slice::part_or_copy(nullptr, in.view()).data(), in.data());
+}

@@ -505,6 +505,25 @@ private:
     bool moved_ = false;
 };
 
+// A hand-over to the shard the connection is already on (the relay turns a consumer connection
+// into an agent session this way): the message to ourselves must not wait for an unrelated
+// wake-up (a self-post during the loop's work phase used to sit until the next completion).
+TEST(Handover, ToTheSameShardCompletesPromptly) {
+    counters src, dst;
+    config cfg;
+    cfg.shards = 1;
+    auto e = start_engine(cfg);
+    ASSERT_TRUE(e);
+    auto bound = e->listen(*address::parse("127.0.0.1:0"),
+                           [&](shard&) { return std::make_unique<router>(&src, &dst); });
+    test_client c(*bound);
+    ASSERT_TRUE(c.send_all("HELLO\n"));
+    EXPECT_EQ(c.recv_line(), "from=0\n");
+    // Nothing else happens on this engine: without the fix this line never came.
+    EXPECT_EQ(c.recv_line(2s), "to=0\n");
+    EXPECT_EQ(c.recv_exact(6, 2s), "HELLO\n");
+}
+
 TEST(Handover, ConnectionMovesWithPreReadAndInFlightBytes) {
     counters src, dst;
     config cfg;

@@ -91,6 +91,14 @@ public:
     void trim_back(std::size_t k) noexcept { n_ -= k; }
     // A new slice sharing the memory of [off, off+len) (bounds are the caller's precondition).
     slice sub(std::size_t off, std::size_t len) const noexcept { return slice(o_, p_ + off, len); }
+    // `part` as a slice: shared (no copy) when it lies inside `in` (a codec decoded it in place
+    // in that receive buffer), else a heap copy (e.g. reassembled in the codec's own buffer).
+    static slice part_or_copy(const slice* in, bytes part) {
+        if (in && part.data() >= in->data() && part.data() + part.size() <= in->data() + in->size()) {
+            return in->sub(static_cast<std::size_t>(part.data() - in->data()), part.size());
+        }
+        return copy_of(part);
+    }
 
 private:
     owner* o_ = nullptr;
