@@ -5,10 +5,12 @@
 //
 //   ssh_test_server [--listen 127.0.0.1:0] [--host-key-seed HEX64] [--authorized FILE]
 //                   [--password PW] [--ciphers LIST] [--macs LIST] [--rekey-bytes N]
-//                   [--kex-queue-bytes N] [--shards N]
+//                   [--kex-queue-bytes N] [--shards N] [--alias NAME=OTHER]
 //
 // --authorized: authorized_keys-style lines ("type base64 [comment]"), valid for any user;
 // --password: accepted for any user. Without --host-key-seed a random ed25519 host key is made.
+// --alias NAME=OTHER (repeatable): a tcpip-forward of NAME also binds a listener whose channels
+// carry OTHER as their address (for testing that agents refuse names they did not ask for).
 //
 // stdout, one flushed line per event (tests parse these):
 //   hostkey ssh-ed25519 BASE64            at start (for a known_hosts file)
@@ -83,6 +85,7 @@ struct options {
     std::uint64_t rekey_bytes = 0;  // 0: the library default
     std::uint64_t kex_queue = 0;    // 0: the library default (transport_limits)
     unsigned shards = 1;
+    std::vector<std::pair<std::string, std::string>> aliases;  // --alias NAME=OTHER
 };
 
 options g_opt;
@@ -514,13 +517,7 @@ void ssh_conn::on_channel_event(const ssh::conn_event& ev, const slice* in) {
         }
         // Zero copy when the payload lies in the receive buffer (decrypted in place); a packet
         // that straddled receives lives in the transport's own buffer and must be copied.
-        slice piece;
-        if (in && ev.data.data() >= in->data() && ev.data.data() + n <= in->data() + in->size()) {
-            piece = in->sub(static_cast<std::size_t>(ev.data.data() - in->data()), n);
-        } else {
-            piece = slice::copy_of(ev.data);
-        }
-        c->ssh_data(std::move(piece));
+        c->ssh_data(slice::part_or_copy(in, ev.data));
         break;
     }
     case conn_event_type::eof:
@@ -620,6 +617,22 @@ bool ssh_conn::tcpip_forward(std::string_view address, std::uint32_t port, std::
     if (h == 0) return false;  // the shard is stopping (the fd is closed)
     forwards_.push_back({name, key_port, h});
     say("forward %s %u -> %s", printable(name).c_str(), key_port, local->to_string().c_str());
+    // --alias NAME=OTHER: a second listener whose channels name OTHER (a name the client never
+    // asked for), so tests can check that an agent refuses it.
+    for (auto& [from, to] : g_opt.aliases) {
+        if (from != name) continue;
+        auto afd = reactor::make_listen_socket(*any, reactor::listen_options{});
+        if (!afd) continue;
+        auto alocal = reactor::local_address(*afd);
+        std::string other = to;
+        std::uint64_t ah = owner_.add_listener(
+            *afd, [self, other, key_port](shard& s) { return self->make_consumer(s, other, key_port); },
+            reactor::listen_options{});
+        if (ah == 0) continue;
+        forwards_.push_back({other, key_port, ah});
+        say("forward %s %u -> %s", printable(other).c_str(), key_port,
+            alocal ? alocal->to_string().c_str() : "?");
+    }
     return true;
 }
 
@@ -714,6 +727,12 @@ void parse(int argc, char** argv) {
         else if (a == "--rekey-bytes") g_opt.rekey_bytes = parse_u64(value(), "--rekey-bytes");
         else if (a == "--kex-queue-bytes") g_opt.kex_queue = parse_u64(value(), "--kex-queue-bytes");
         else if (a == "--shards") g_opt.shards = unsigned(parse_u64(value(), "--shards"));
+        else if (a == "--alias") {
+            std::string v = value();
+            auto eq = v.find('=');
+            if (eq == std::string::npos) usage("--alias takes NAME=OTHER");
+            g_opt.aliases.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+        }
         else if (a == "-h" || a == "--help") usage("help");
         else usage((std::string("unknown flag ") + argv[i]).c_str());
     }

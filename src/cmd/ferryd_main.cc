@@ -1,0 +1,140 @@
+// ferryd: the relay. Flag parsing and wiring only (SPEC §5): settings from src/control, the data
+// plane from src/tunnel, the engine from src/reactor.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "control/config.hh"
+#include "control/keys.hh"
+#include "proto/base/log.hh"
+#include "proto/tls/context.hh"
+#include "reactor/engine.hh"
+#include "tunnel/relay.hh"
+#include "tunnel/tls_transform.hh"
+
+namespace {
+
+using namespace ferry;
+
+int fatal(const char* what, const std::string& why) {
+    std::fprintf(stderr, "ferryd: %s: %s\n", what, why.c_str());
+    return 1;
+}
+
+std::string describe(const error& e) {
+    std::string s = e.detail ? e.detail : to_string(e.code);
+    if (e.sys) {
+        s += ": ";
+        s += std::strerror(e.sys);
+    }
+    return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string message;
+    auto parsed = control::parse_relay_args(argc, argv, control::process_env(), message);
+    if (!parsed) return control::report_parse_failure(parsed.err(), message, "ferryd");
+    const control::relay_settings& s = *parsed;
+    if (log::level l; log::parse_level(s.log_level, l)) log::set_level(l);
+
+    // Everything is loaded and checked before anything listens.
+    tunnel::relay_options ro;
+    auto jwt = control::load_jwt_keys(s, message);
+    if (!jwt) return fatal("JWT keys", message);
+    for (const auto& n : jwt->notes) FERRY_LOG(warn, "JWT key set", {"note", n});
+    ro.keys = jwt->keys;
+    ro.verify = control::make_verify_options(s);
+    auto host_key = control::host_key_for(s, message);
+    if (!host_key) return fatal("SSH host key", message);
+    for (const auto& n : host_key->notes) FERRY_LOG(warn, "SSH host key", {"note", n});
+    // Each shard signs with its own key object (signers are not thread-safe): the relay builds
+    // them from the seed.
+    ro.host_key_seed.assign(host_key->seed.bytes.begin(), host_key->seed.bytes.end());
+    ro.public_tunnels = s.public_tunnels;
+    ro.base_domain = s.base_domain;
+    ro.tls = !s.no_tls;
+    ro.lease = std::chrono::seconds(s.lease_s);
+    ro.max_agents_per_user = s.max_agents_per_user;
+    ro.max_channels_per_tunnel = s.max_channels_per_tunnel;
+    ro.queue_max = s.queue_max;
+    ro.queue_wait = std::chrono::milliseconds(s.queue_wait_ms);
+    ro.head_limits.max_head_bytes = s.max_head_bytes;
+    ro.head_limits.max_headers = s.max_headers;
+    ro.max_body_bytes = s.max_body_bytes;
+    ro.head_timeout = std::chrono::milliseconds(s.head_timeout_ms);
+    ro.idle_timeout = std::chrono::milliseconds(s.idle_timeout_ms);
+    ro.first_byte_timeout = std::chrono::milliseconds(s.first_byte_timeout_ms);
+    ro.ws_limits.max_frame_payload = s.ws_max_frame;
+    ro.ping_interval = std::chrono::milliseconds(s.ping_interval_ms);
+    ro.pong_timeout = std::chrono::milliseconds(s.pong_timeout_ms);
+
+    std::shared_ptr<const tls::server_context> tls_ctx;
+    if (!s.no_tls) {
+        tls::server_options to;
+        to.cert_file = s.tls_cert;
+        to.key_file = s.tls_key;
+        if (to.cert_file.empty()) {
+            // No certificate configured: a self-signed one in the data dir (development).
+            auto dev = control::load_or_create_tls(s.data_dir, {"localhost", "127.0.0.1"}, message);
+            if (!dev) return fatal("TLS", message);
+            to.cert_file = dev->cert_file;
+            to.key_file = dev->key_file;
+            FERRY_LOG(warn, "no TLS certificate configured: using a self-signed one",
+                      {"cert", to.cert_file});
+        }
+        if (s.tls_min_version == "1.2") to.min_version = tls::version::tls1_2;
+        auto ctx = tls::server_context::create(to);
+        if (!ctx) return fatal("TLS", describe(ctx.err()) + " (cert " + to.cert_file + ", key " + to.key_file + ")");
+        tls_ctx = std::move(*ctx);
+    }
+
+    // Not built yet (control-plane work): say so rather than pretend.
+    if (!s.admin_listen.empty()) {
+        FERRY_LOG(warn, "the admin listener (metrics, health, drain) is not implemented yet; ignoring",
+                  {"admin_listen", s.admin_listen});
+    }
+    if (!s.ssh_listen.empty() || !s.jwks_url.empty()) {
+        FERRY_LOG(warn, "ssh_listen and jwks_url are not implemented yet; ignoring");
+    }
+
+    auto addr = reactor::address::parse(s.listen);
+    if (!addr) return fatal("listen", "expected HOST:PORT, got " + s.listen);
+
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    reactor::config rc;
+    rc.shards = s.shards;
+    auto eng = reactor::engine::start(rc);
+    if (!eng) return fatal("cannot start the reactor", describe(eng.err()));
+
+    tunnel::relay relay(std::move(ro));
+    if (auto st = relay.prepare((*eng)->size()); !st) return fatal("relay", describe(st.err()));
+    reactor::connection_factory make = relay.factory();
+    if (tls_ctx) make = tunnel::with_tls(tls_ctx, std::move(make));
+    auto bound = (*eng)->listen(*addr, std::move(make));
+    if (!bound) return fatal("listen", s.listen + ": " + describe(bound.err()));
+
+    FERRY_LOG(info, "ferryd ready", {"listen", bound->to_string()}, {"tls", tls_ctx ? 1 : 0},
+              {"shards", (*eng)->size()}, {"ring_flags", (*eng)->ring_flags()},
+              {"host_key", relay.host_key_fingerprint()});
+    std::printf("listening on %s\n", bound->to_string().c_str());
+    std::fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    FERRY_LOG(info, "ferryd stopping", {"signal", sig});
+    (*eng)->stop();
+    (*eng)->wait();
+    return 0;
+}

@@ -1,0 +1,414 @@
+// The relay's side of one agent: a WebSocket (binary messages carry the SSH byte stream) with
+// an SSH server session inside. Patterns from tests/ssh/ssh_test_server.cc (the interop
+// server): the session writes into ssh_out_, after_io() wraps it into WebSocket messages on
+// the socket's output, channel data is linked into consumers' output without copying, and
+// consumed() reopens the agent's window only once a consumer's socket took the bytes.
+#include <chrono>
+#include <cstdio>
+
+#include "proto/base/log.hh"
+#include "proto/jwt/verifier.hh"
+#include "tunnel/ingress.hh"
+#include "tunnel/relay_impl.hh"
+
+namespace ferry::tunnel {
+
+namespace {
+
+ssh::millis to_ms(reactor::shard::clock::time_point t) {
+    return ssh::millis(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
+
+// Larger SSH output slices are cut into messages of at most this size (a peer's frame limit
+// is 1 MiB by default; our packets are far smaller).
+constexpr std::size_t kMaxMessage = 256 * 1024;
+
+ws_server_options ws_opts(const relay_options& o) {
+    ws_server_options w;
+    w.limits = o.ws_limits;
+    w.head_limits = o.head_limits;
+    w.head_timeout = o.head_timeout;
+    w.close_timeout = o.close_timeout;
+    return w;
+}
+
+}  // namespace
+
+ssh::session_config agent_session::make_config(agent_session* self, relay& r, reactor::shard& s) {
+    shard_state& st = r.state(s.id());
+    ssh::session_config c;
+    c.transport.self = ssh::role::server;
+    c.transport.random = st.rng.get();
+    c.transport.host_key = &*st.host_key;
+    if (r.options().rekey_bytes) c.transport.limits.rekey_bytes = r.options().rekey_bytes;
+    c.auth_server.policy = self;
+    c.auth_server.methods = "password";
+    c.connection.policy = self;
+    c.connection.limits.max_channels = r.options().max_channels_per_tunnel;
+    return c;
+}
+
+agent_session::agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id)
+    : ws_server_connection(s, ws_opts(r.options())),
+      r_(r),
+      st_(r.state(s.id())),
+      sub_(std::move(sub)),
+      id_(id),
+      sess_(make_config(this, r, s)),
+      ssh_timer_(s, [this] { on_ssh_timer(); }),
+      ping_timer_(s, [this] { on_ping_timer(); }) {
+    st_.sessions[id_] = this;
+}
+
+agent_session::~agent_session() {
+    auto it = st_.sessions.find(id_);
+    if (it != st_.sessions.end() && it->second == this) st_.sessions.erase(it);
+    if (counted_) r_.names().remove_agent(sub_);
+}
+
+ssh::millis agent_session::now() const { return to_ms(owner().now()); }
+
+void agent_session::on_ws_open() {
+    started_ = true;
+    last_pong_ = owner().now();
+    FERRY_LOG(info, "agent connected", {"session", id_}, {"sub", printable(sub_)}, {"shard", owner().id()});
+    if (auto st = sess_.start(ssh_out_, now()); !st) return end("ssh start failed", false);
+    ping_timer_.arm_after(r_.options().ping_interval);
+    after_io();
+}
+
+void agent_session::on_ws_data(const ws::event& ev, slice payload) {
+    if (done_) return;
+    if (ev.op == ws::opcode::text) {
+        ws_close(ws::close_code::unsupported_data, "binary messages only");
+        return end("text message", false);
+    }
+    // The payload was unmasked in place in our receive buffer; the transport decrypts in place.
+    mut_bytes in = payload.mut_view();
+    const ssh::millis t = now();
+    while (!done_) {
+        auto e = sess_.feed(in, ssh_out_, t);
+        if (!e) {
+            after_io();  // the DISCONNECT the session wrote
+            return end(std::string("ssh: ") + e.err().detail, false);
+        }
+        if (e->type == ssh::session_event_type::need_more) break;
+        on_event(*e, &payload);
+    }
+    after_io();
+}
+
+void agent_session::on_ws_pong(bytes) { last_pong_ = owner().now(); }
+
+void agent_session::on_ws_closed(std::uint16_t code) {
+    char why[64];
+    std::snprintf(why, sizeof why, "websocket closed (%u)", code);
+    // 1000 after an SSH DISCONNECT from the agent is clean; anything else is a drop.
+    end(why, false);
+}
+
+void agent_session::on_ssh_timer() {
+    if (done_) return;
+    auto ev = sess_.tick(ssh_out_, now());
+    if (!ev) {
+        after_io();
+        return end("ssh tick failed", false);
+    }
+    on_event(*ev, nullptr);
+    after_io();
+}
+
+void agent_session::on_ping_timer() {
+    if (done_) return;
+    if (owner().now() - last_pong_ > r_.options().pong_timeout) {
+        ws_close(ws::close_code::going_away, "no pong");
+        return end("no pong from agent", false);
+    }
+    if (buffer_chain* out = output()) {
+        (void)codec().ping(*out, {});
+        commit_output();
+    }
+    ping_timer_.arm_after(r_.options().ping_interval);
+}
+
+void agent_session::after_io() {
+    if (!ssh_out_.empty()) {
+        buffer_chain* out = output();
+        while (!ssh_out_.empty()) {
+            slice s = ssh_out_.pop_front();
+            if (!out) continue;  // the socket takes no more: drop
+            while (s.size() > kMaxMessage) {
+                (void)codec().send(*out, ws::opcode::binary, s.sub(0, kMaxMessage));
+                s = s.sub(kMaxMessage, s.size() - kMaxMessage);
+            }
+            (void)codec().send(*out, ws::opcode::binary, std::move(s));
+        }
+        commit_output();
+    }
+    if (done_) return;
+    ssh::millis d = sess_.next_deadline();
+    if (d == 0) {
+        ssh_timer_.cancel();
+        return;
+    }
+    const ssh::millis t = now();
+    if (d <= t) d = t + 20;
+    ssh_timer_.arm_at(reactor::shard::clock::time_point(std::chrono::milliseconds(d)));
+}
+
+void agent_session::on_event(const ssh::session_event& ev, const slice* in) {
+    switch (ev.type) {
+    case ssh::session_event_type::need_more:
+    case ssh::session_event_type::banner: break;
+    case ssh::session_event_type::authenticated: {
+        FERRY_LOG(info, "agent authenticated", {"session", id_}, {"sub", printable(sub_)},
+                  {"method", printable(ev.method)});
+        break;
+    }
+    case ssh::session_event_type::channel: on_channel_event(ev.conn, in); break;
+    case ssh::session_event_type::rekey_done:
+        while (auto id = sess_.conn().writable_after_kex()) {
+            if (consumer_conn* c = find(*id)) c->ssh_writable();
+        }
+        break;
+    case ssh::session_event_type::disconnected:
+        // The agent said goodbye (SIGTERM, config change): its names are free at once.
+        end("agent disconnected", ev.reason == ssh::disconnect_reason::by_application);
+        break;
+    }
+}
+
+consumer_conn* agent_session::find(std::uint32_t id) {
+    auto it = chans_.find(id);
+    return it == chans_.end() ? nullptr : it->second.get();
+}
+
+void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in) {
+    using ssh::conn_event_type;
+    switch (ev.type) {
+    case conn_event_type::none:
+    case conn_event_type::global_reply: break;
+    case conn_event_type::open_request:
+        // The relay never lets an agent open anything (no session, no direct-tcpip).
+        (void)sess_.conn().refuse_open(ev.id, ssh::open_failure::administratively_prohibited,
+                                       "not allowed", ssh_out_);
+        break;
+    case conn_event_type::opened:
+        if (consumer_conn* c = find(ev.id)) {
+            c->channel_opened();
+        } else {
+            // The consumer gave up while the open was on its way: close what the agent opened.
+            (void)sess_.conn().close(ev.id, ssh_out_);
+        }
+        break;
+    case conn_event_type::open_failed:
+        if (auto it = chans_.find(ev.id); it != chans_.end()) {
+            auto c = std::move(it->second);
+            chans_.erase(it);
+            c->channel_failed(ev.reason);
+        }
+        break;
+    case conn_event_type::data: {
+        const std::size_t n = ev.data.size();
+        consumer_conn* c = ev.ext == 0 ? find(ev.id) : nullptr;
+        if (!c) {
+            (void)sess_.conn().consumed(ev.id, n, ssh_out_);
+            break;
+        }
+        // Zero copy when the payload was decrypted in place in the receive buffer.
+        c->ssh_data(slice::part_or_copy(in, ev.data));
+        break;
+    }
+    case conn_event_type::eof:
+        if (consumer_conn* c = find(ev.id)) c->ssh_eof();
+        break;
+    case conn_event_type::closed:
+        if (auto it = chans_.find(ev.id); it != chans_.end()) {
+            auto c = std::move(it->second);
+            chans_.erase(it);
+            c->channel_closed();
+        }
+        break;
+    case conn_event_type::writable:
+        if (consumer_conn* c = find(ev.id)) c->ssh_writable();
+        break;
+    }
+}
+
+// ---- for consumers -----------------------------------------------------------------------
+
+result<std::uint32_t> agent_session::open_channel(consumer_conn* c, std::string_view name,
+                                                  std::string_view origin_host,
+                                                  std::uint32_t origin_port) {
+    if (done_ || !sess_.authenticated()) return fail(errc::closed, "agent session over");
+    std::uint32_t port = 0;
+    bool found = false;
+    for (auto& f : forwards_) {
+        if (f.name == name) {
+            port = f.port;
+            found = true;
+            break;
+        }
+    }
+    if (!found) return fail(errc::closed, "tunnel not served by this session");
+    auto id = sess_.conn().open_forwarded_tcpip(name, port, origin_host, origin_port, ssh_out_);
+    after_io();
+    if (!id) return id;
+    chans_[*id] = reactor::ref_ptr<consumer_conn>(c);
+    return id;
+}
+
+result<std::size_t> agent_session::send_data(std::uint32_t id, bytes data) {
+    if (done_) return fail(errc::closed, "agent session over");
+    if (data.empty()) return std::size_t(0);
+    auto n = sess_.conn().send_data(id, data, ssh_out_);
+    after_io();
+    if (!n && sess_.closed()) end("ssh send failed", false);
+    return n;
+}
+
+void agent_session::consumed(std::uint32_t id, std::size_t n) {
+    if (done_) return;
+    if (auto st = sess_.conn().consumed(id, n, ssh_out_); !st && sess_.closed()) end("ssh failed", false);
+    after_io();
+}
+
+void agent_session::send_eof(std::uint32_t id) {
+    if (done_) return;
+    if (auto st = sess_.conn().send_eof(id, ssh_out_); !st && sess_.closed()) end("ssh failed", false);
+    after_io();
+}
+
+void agent_session::consumer_closed(std::uint32_t id, consumer_conn* c) {
+    auto it = chans_.find(id);
+    if (it == chans_.end() || it->second.get() != c) return;
+    chans_.erase(it);
+    if (done_) return;
+    if (auto st = sess_.conn().close(id, ssh_out_); !st && sess_.closed()) end("ssh failed", false);
+    after_io();
+}
+
+void agent_session::on_output_high() {
+    ws_server_connection::on_output_high();
+    out_high_ = true;
+    for (auto& [id, c] : chans_) c->ssh_backpressure(true);
+}
+
+void agent_session::on_output_low() {
+    ws_server_connection::on_output_low();
+    out_high_ = false;
+    for (auto& [id, c] : chans_) c->ssh_backpressure(false);
+}
+
+// ---- policies ----------------------------------------------------------------------------
+
+bool agent_session::allow_none(std::string_view) {
+    // The WebSocket upgrade carried a verified JWT for sub_: the SSH session is bound to it.
+    return true;
+}
+
+bool agent_session::check_password(std::string_view, std::string_view password) {
+    // A JWT as password (plain SSH clients as agents): valid and for the same subject.
+    auto c = st_.verifier->verify(password, std::chrono::duration_cast<std::chrono::seconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+    return c && (*c)->sub == sub_;
+}
+
+bool agent_session::tcpip_forward(std::string_view address, std::uint32_t port, std::uint32_t& bound) {
+    if (done_ || port > 65535) return false;
+    std::string name(address);
+    auto res = r_.names().claim(name, sub_, owner().id(), id_, owner().now());
+    if (res.status != registry::claim_status::ok) {
+        const char* why = res.status == registry::claim_status::invalid     ? "invalid name"
+                          : res.status == registry::claim_status::duplicate ? "already forwarded"
+                                                                            : "owned by another user";
+        FERRY_LOG(warn, "tunnel refused", {"tunnel", printable(name)}, {"sub", printable(sub_)},
+                  {"session", id_}, {"reason", why});
+        return false;
+    }
+    bound = port != 0 ? port : 80;
+    forwards_.push_back({name, bound});
+    st_.local[name] = this;
+    if (res.replaced != 0) {
+        // A stale session of the same owner held it: it forgets the name (its shard may be
+        // another one; messages from here run there in order).
+        const std::uint64_t old = res.replaced;
+        if (res.replaced_shard == owner().id()) {
+            if (auto it = st_.sessions.find(old); it != st_.sessions.end()) it->second->lose(name);
+        } else {
+            relay* rp = &r_;
+            owner().post(res.replaced_shard, [rp, old, name](reactor::shard& sh) {
+                auto& ss = rp->state(sh.id());
+                if (auto it = ss.sessions.find(old); it != ss.sessions.end()) it->second->lose(name);
+            });
+        }
+    }
+    publish(owner(), r_, name, res.now);
+    FERRY_LOG(info, "tunnel up", {"tunnel", name}, {"sub", printable(sub_)}, {"session", id_},
+              {"shard", owner().id()}, {"replaced_session", res.replaced});
+    return true;
+}
+
+bool agent_session::cancel_tcpip_forward(std::string_view address, std::uint32_t port) {
+    for (auto it = forwards_.begin(); it != forwards_.end(); ++it) {
+        if (it->name == address && it->port == port) {
+            std::string name = it->name;
+            forwards_.erase(it);
+            if (auto l = st_.local.find(name); l != st_.local.end() && l->second == this) st_.local.erase(l);
+            name_state s = r_.names().release(name, id_, true, r_.options().lease, owner().now());
+            if (s.version) publish(owner(), r_, name, s);
+            FERRY_LOG(info, "tunnel down", {"tunnel", name}, {"session", id_}, {"why", "cancelled"});
+            return true;
+        }
+    }
+    return false;
+}
+
+void agent_session::lose(const std::string& name) {
+    for (auto it = forwards_.begin(); it != forwards_.end(); ++it) {
+        if (it->name == name) {
+            forwards_.erase(it);
+            break;
+        }
+    }
+    if (auto l = st_.local.find(name); l != st_.local.end() && l->second == this) st_.local.erase(l);
+}
+
+void agent_session::release_names(bool clean) {
+    for (auto& f : forwards_) {
+        if (auto l = st_.local.find(f.name); l != st_.local.end() && l->second == this) st_.local.erase(l);
+        name_state s = r_.names().release(f.name, id_, clean, r_.options().lease, owner().now());
+        if (s.version) publish(owner(), r_, f.name, s);
+        FERRY_LOG(info, "tunnel down", {"tunnel", f.name}, {"session", id_},
+                  {"why", clean ? "released" : "leased to its owner"});
+    }
+    forwards_.clear();
+}
+
+void agent_session::end(std::string why, bool clean) {
+    if (done_) return;
+    done_ = true;
+    end_reason_ = std::move(why);
+    release_names(clean);
+    ssh_timer_.cancel();
+    ping_timer_.cancel();
+    auto chans = std::move(chans_);
+    chans_.clear();
+    for (auto& [id, c] : chans) c->ssh_gone();
+    FERRY_LOG(info, "agent gone", {"session", id_}, {"sub", printable(sub_)}, {"reason", end_reason_});
+    // The close handshake closes TCP when answered (or at its timeout); without a WebSocket
+    // there is nothing to say goodbye with.
+    if (started_ && codec().state() == ws::close_state::open) {
+        ws_close(ws::close_code::normal, "");
+    } else {
+        close();
+    }
+}
+
+void agent_session::on_close(const error& why) {
+    ws_server_connection::on_close(why);
+    if (!done_) end(why.code == errc::ok ? "closed" : std::string("connection: ") + why.detail, false);
+}
+
+}  // namespace ferry::tunnel

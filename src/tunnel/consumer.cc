@@ -1,0 +1,669 @@
+// Consumer connections: every accepted socket starts here. Reads a request head, then either
+// hands the socket to an agent session (`GET /tunnel` upgrade), or to the shard that serves the
+// tunnel, or runs the request through a forwarded-tcpip channel of a local agent session.
+//
+// One request at a time per connection (pipelined requests wait in in_ with reading paused).
+// Flow control, both ways:
+//  * consumer -> agent: body bytes go to send_data(); what the agent's window does not take
+//    stays in up_ and reading pauses until `writable`.
+//  * agent -> consumer: channel data is linked into our output; consumed() (which reopens the
+//    agent's window) only runs while our queued output is at or below its watermark.
+// Timeouts: the head (slowloris), idle keep-alive, the queue wait, time to the first response
+// byte, and the flush before close.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "proto/base/log.hh"
+#include "proto/http1/writer.hh"
+#include "tunnel/ingress.hh"
+#include "tunnel/relay_impl.hh"
+
+namespace ferry::tunnel {
+
+namespace {
+
+constexpr std::size_t kOutputWatermark = 1 << 20;
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+bool is_tunnel_upgrade(const http1::request_head& h) {
+    std::string_view t = h.target;
+    if (t.substr(0, 7) != "/tunnel") return false;
+    if (t.size() > 7 && t[7] != '?') return false;
+    return h.upgrade;
+}
+
+http1::limits head_limits(const relay_options& o) {
+    http1::limits l = o.head_limits;
+    l.max_body = o.max_body_bytes ? o.max_body_bytes : ~std::uint64_t(0);
+    return l;
+}
+
+}  // namespace
+
+consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops)
+    : r_(r),
+      st_(r.state(s.id())),
+      hops_(hops),
+      timer_(s, [this] { on_timer(); }),
+      recheck_(s, [this] { settle(); }),
+      parser_(head_limits(r.options())),
+      req_body_(head_limits(r.options())),
+      resp_parser_(http1::limits{}),
+      resp_body_(http1::limits{.max_body = ~std::uint64_t(0)}) {
+    set_output_watermark(kOutputWatermark);
+}
+
+consumer_conn::~consumer_conn() = default;
+
+// ---- socket events -----------------------------------------------------------------------
+
+void consumer_conn::on_open() {
+    if (auto p = peer()) {
+        std::string a = p->to_string();
+        auto colon = a.rfind(':');
+        if (colon != std::string::npos) a.resize(colon);
+        if (a.size() > 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
+        client_ip_ = std::move(a);
+        client_port_ = p->port();
+    }
+    timer_.arm_after(r_.options().head_timeout);
+}
+
+void consumer_conn::on_data(slice s) {
+    if (ph_ == phase::head) {
+        if (head_.empty()) timer_.arm_after(r_.options().head_timeout);  // a head starts
+        head_.append(reinterpret_cast<const char*>(s.data()), s.size());
+        step();
+        return;
+    }
+    if (ph_ == phase::draining) return;
+    in_.append(std::move(s));
+    if (ph_ == phase::streaming) pump_up();
+    update_reading();
+}
+
+void consumer_conn::on_read_eof() {
+    eof_ = true;
+    if (ph_ == phase::head && head_.empty()) {
+        close();
+        return;
+    }
+    if (ph_ == phase::head) {
+        // A partial head and then EOF: nothing to answer.
+        close();
+        return;
+    }
+    // The consumer half-closed while its request is in flight: the request body must be
+    // complete by now (else the request is truncated).
+    if (ph_ == phase::streaming) pump_up();
+}
+
+void consumer_conn::on_output_high() { above_high_ = true; }
+
+void consumer_conn::on_output_low() {
+    above_high_ = false;
+    repay();
+}
+
+void consumer_conn::on_close(const error&) {
+    timer_.cancel();
+    recheck_.cancel();
+    if (ph_ == phase::waiting) leave_queue();
+    if (ssh_) {
+        ssh_->consumer_closed(chan_, this);
+        detach();
+    }
+}
+
+// ---- head, routing -------------------------------------------------------------------------
+
+void consumer_conn::step() {
+    auto p = parser_.parse(bytes(reinterpret_cast<const std::byte*>(head_.data()), head_.size()));
+    if (p.need_more()) {
+        update_reading();
+        return;
+    }
+    request_id_ = st_.request_id();
+    if (p.failed()) {
+        consumer_keep_alive_ = false;
+        return fail(ingress::kind_for_http_error(p.err.code), p.err.detail ? p.err.detail : "malformed request");
+    }
+    // Bytes after the head belong to the body (or to the next requests).
+    if (p.consumed < head_.size()) {
+        buffer_chain rest;
+        rest.append_copy(std::string_view(head_).substr(p.consumed));
+        rest.append(std::move(in_));
+        in_ = std::move(rest);
+        head_.resize(p.consumed);
+    }
+    const http1::request_head& h = parser_.head();
+    consumer_ver_ = h.ver;
+    consumer_keep_alive_ = h.keep_alive;
+    method_ = std::string(h.method);
+    head_request_ = h.method == "HEAD";
+    ++requests_;
+    dispatch();
+}
+
+void consumer_conn::dispatch() {
+    const http1::request_head& h = parser_.head();
+    const relay_options& o = r_.options();
+    auto bearer = ingress::bearer_token(h);
+    std::string_view token;
+    if (bearer) {
+        token = *bearer;
+    } else if (bearer.err().code == errc::http_bad_request) {
+        return fail(ingress::error_kind::bad_request, "more than one Authorization field");
+    } else if (bearer.err().code != errc::unsupported) {
+        return fail(ingress::error_kind::token_invalid, "malformed bearer token");
+    }  // another scheme: no token of ours (a public tunnel may forward it)
+
+    // Agents: the WebSocket upgrade on /tunnel, authenticated by the token.
+    if (is_tunnel_upgrade(h)) {
+        if (token.empty()) return fail(ingress::error_kind::token_missing, "agents need a bearer token");
+        auto c = st_.verifier->verify(token, unix_now());
+        if (!c) {
+            return fail(ingress::kind_for_token_error(c.err().code),
+                        jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
+        }
+        std::string sub = (*c)->sub;
+        if (!r_.names().add_agent(sub, o.max_agents_per_user)) {
+            return fail(ingress::error_kind::rate_limited, "too many agent connections for this user", 60);
+        }
+        const std::uint64_t id = r_.names().next_session();
+        buffer_chain all;
+        all.append_copy(head_);
+        all.append(std::move(in_));
+        relay* rp = &r_;
+        auto st = hand_over(owner().id(), std::move(all), [rp, sub, id](reactor::shard& s) {
+            return std::make_unique<agent_session>(*rp, s, sub, id);
+        });
+        if (!st) {
+            r_.names().remove_agent(sub);
+            close(reactor::close_mode::abort);
+        }
+        timer_.cancel();
+        return;
+    }
+
+    auto rt = ingress::route_request(h, o.base_domain, route_scratch_);
+    if (!rt) {
+        return fail(ingress::kind_for(ingress::route_error_of(rt.err())),
+                    rt.err().detail ? rt.err().detail : "no route");
+    }
+    route_ = *rt;
+    tunnel_.assign(rt->tunnel);
+
+    const bool is_public =
+        std::find(o.public_tunnels.begin(), o.public_tunnels.end(), tunnel_) != o.public_tunnels.end();
+    const jwt::claims* claims = nullptr;
+    if (!token.empty()) {
+        auto c = st_.verifier->verify(token, unix_now());
+        if (!c && !is_public) {
+            return fail(ingress::kind_for_token_error(c.err().code),
+                        jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
+        }
+        if (c) claims = *c;
+    } else if (!is_public) {
+        return fail(ingress::error_kind::token_missing, "missing bearer token");
+    }
+
+    auto it = st_.directory.find(tunnel_);
+    const bool leased = it != st_.directory.end() && it->second.state == name_state::kind::leased &&
+                        owner().now() < it->second.until;
+    if (it == st_.directory.end() || (it->second.state == name_state::kind::leased && !leased)) {
+        return fail(ingress::error_kind::not_found, "no such tunnel");
+    }
+    const name_state& ns = it->second;
+    if (!is_public && !(claims && ingress::consumer_allowed(*claims, tunnel_, ns.owner, false))) {
+        return fail(ingress::error_kind::forbidden, "this token may not use this tunnel");
+    }
+    if (ns.state == name_state::kind::online && ns.shard != owner().id() && hops_ < 2) {
+        // The tunnel lives on another shard: the socket and what was read go there.
+        buffer_chain all;
+        all.append_copy(head_);
+        all.append(std::move(in_));
+        relay* rp = &r_;
+        const unsigned hops = hops_ + 1;
+        auto st = hand_over(ns.shard, std::move(all), [rp, hops](reactor::shard& s) {
+            return std::make_unique<consumer_conn>(*rp, s, hops);
+        });
+        if (!st) close(reactor::close_mode::abort);
+        timer_.cancel();
+        return;
+    }
+    if (ns.state == name_state::kind::online) {
+        auto l = st_.local.find(tunnel_);
+        if (l != st_.local.end()) return start_exchange(l->second);
+    }
+    wait_for_tunnel();
+}
+
+void consumer_conn::wait_for_tunnel() {
+    auto& q = st_.waiting[tunnel_];
+    if (q.size() >= r_.options().queue_max) {
+        return fail(ingress::error_kind::tunnel_busy, "tunnel offline and its queue is full", 5);
+    }
+    q.push_back(reactor::ref_ptr<consumer_conn>(this));
+    ph_ = phase::waiting;
+    auto wait = r_.options().queue_wait;
+    auto it = st_.directory.find(tunnel_);
+    if (it != st_.directory.end() && it->second.state == name_state::kind::leased) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.until - owner().now());
+        if (left < wait) wait = std::max(left, std::chrono::milliseconds(1));
+    }
+    timer_.arm_after(wait);
+    update_reading();
+}
+
+void consumer_conn::tunnel_changed() {
+    if (ph_ != phase::waiting) return;
+    ph_ = phase::head;  // parsed already: dispatch again with the new state
+    timer_.cancel();
+    dispatch();
+}
+
+void consumer_conn::leave_queue() {
+    auto w = st_.waiting.find(tunnel_);
+    if (w == st_.waiting.end()) return;
+    auto& v = w->second;
+    v.erase(std::remove_if(v.begin(), v.end(), [this](auto& p) { return p.get() == this; }), v.end());
+    if (v.empty()) st_.waiting.erase(w);
+}
+
+// ---- one exchange --------------------------------------------------------------------------
+
+void consumer_conn::start_exchange(agent_session* s) {
+    const http1::request_head& h = parser_.head();
+    auto id = s->open_channel(this, tunnel_, client_ip_, client_port_);
+    if (!id) {
+        // The session is ending (its names are about to be leased): wait for the next one.
+        return wait_for_tunnel();
+    }
+    ssh_ = reactor::ref_ptr<agent_session>(s);
+    chan_ = *id;
+    ph_ = phase::opening;
+    const std::string tp = make_traceparent(h);
+    ingress::forward_context ctx;
+    ctx.client_ip = client_ip_;
+    ctx.tls = r_.options().tls;
+    ctx.request_id = request_id_;
+    ctx.traceparent = tp;
+    ctx.keep_authorization = r_.options().forward_authorization;
+    if (auto st = ingress::write_upstream_head(up_, h, route_, ctx); !st) {
+        return fail(ingress::error_kind::bad_request, "request head cannot be forwarded");
+    }
+    req_body_.start(h.body);
+    req_body_done_ = h.body.kind == http1::body_kind::none;
+    resp_parser_.reset();
+    resp_parser_.set_request_method(method_);
+    timer_.arm_after(r_.options().first_byte_timeout);
+    if (s->output_high()) ssh_backpressure(true);
+    update_reading();
+}
+
+std::string consumer_conn::make_traceparent(const http1::request_head& h) {
+    std::byte rnd[24];
+    st_.random(rnd);
+    return ingress::make_traceparent(ingress::incoming_traceparent(h), std::span<const std::byte, 24>(rnd));
+}
+
+void consumer_conn::channel_opened() {
+    if (ph_ != phase::opening) return;
+    ph_ = phase::streaming;
+    pump_up();
+    update_reading();
+}
+
+void consumer_conn::channel_failed(ssh::open_failure why) {
+    detach();
+    if (why == ssh::open_failure::resource_shortage) {
+        return fail(ingress::error_kind::tunnel_offline, "the agent has no capacity left", 1);
+    }
+    fail(ingress::error_kind::bad_gateway, why == ssh::open_failure::connect_failed
+                                                ? "the agent could not reach its target"
+                                                : "the agent refused the request");
+}
+
+void consumer_conn::pump_up() {
+    // Request body bytes from in_ into up_ (linked, not copied), as far as the framing says.
+    while (!req_body_done_ && !in_.empty()) {
+        const slice& f = in_.front();
+        auto p = req_body_.pass_through(f.view());
+        if (p.failed()) {
+            consumer_keep_alive_ = false;
+            if (!any_response_) {
+                const bool too_big = p.err.code == errc::http_body_too_large;
+                return fail(too_big ? ingress::error_kind::payload_too_large : ingress::error_kind::bad_request,
+                            too_big ? "request body too large" : "malformed request body");
+            }
+            return abort_now();
+        }
+        if (p.consumed > 0) {
+            up_.append(f.sub(0, p.consumed));
+            in_.consume(p.consumed);
+        }
+        if (p.done()) req_body_done_ = true;
+        if (p.consumed == 0 && !p.done()) break;
+    }
+    if (!req_body_done_ && eof_ && in_.empty()) {
+        // The consumer closed its side in the middle of the body: the request is truncated.
+        return abort_now();
+    }
+    // up_ toward the channel, as far as the agent's window allows.
+    while (ssh_ && ph_ == phase::streaming && !up_.empty()) {
+        const std::size_t len = up_.front().size();
+        auto n = ssh_->send_data(chan_, up_.front().view());
+        if (!n || !ssh_) {
+            up_.clear();
+            break;
+        }
+        up_.consume(*n);
+        if (*n < len) break;
+    }
+    update_reading();
+}
+
+void consumer_conn::update_reading() {
+    // Read when a head is expected, or while the request body flows and the agent takes it.
+    const bool want =
+        ph_ == phase::head ||
+        (ph_ == phase::streaming && !req_body_done_ && up_.empty() && !ssh_pause_);
+    if (want == !paused_) return;
+    paused_ = !want;
+    if (paused_) {
+        pause_reading();
+    } else {
+        resume_reading();
+    }
+}
+
+void consumer_conn::ssh_writable() {
+    if (ph_ == phase::streaming) pump_up();
+}
+
+void consumer_conn::ssh_backpressure(bool on) {
+    ssh_pause_ = on;
+    update_reading();
+}
+
+void consumer_conn::ssh_data(slice piece) {
+    const std::size_t n = piece.size();
+    owed_ += n;
+    if (ph_ != phase::opening && ph_ != phase::streaming) {
+        settle();
+        return;
+    }
+    response_bytes(std::move(piece));
+    settle();
+}
+
+void consumer_conn::response_bytes(slice piece) {
+    if (!resp_started_) {
+        // Heads are small: collect them contiguously (1xx heads first, then the final one).
+        resp_head_.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+        for (;;) {
+            auto p = resp_parser_.parse(bytes(reinterpret_cast<const std::byte*>(resp_head_.data()), resp_head_.size()));
+            if (p.need_more()) return;
+            if (p.failed()) {
+                if (!any_response_) return fail(ingress::error_kind::upstream_bad_response, "the upstream sent a malformed response");
+                return abort_now();
+            }
+            const http1::response_head& h = resp_parser_.head();
+            buffer_chain* out = output();
+            if (!out) return;
+            if (h.status_code >= 100 && h.status_code < 200) {
+                // 100 Continue, 103 Early Hints (a 101 fails: upgrades are not relayed).
+                if (!ingress::write_consumer_response_head(*out, h, consumer_ver_, false, request_id_)) {
+                    return fail(ingress::error_kind::upstream_bad_response, "the upstream switched protocols");
+                }
+                commit_output();
+                any_response_ = true;
+                resp_head_.erase(0, p.consumed);
+                resp_parser_.reset();
+                continue;
+            }
+            timer_.cancel();  // first byte arrived
+            resp_status_ = h.status_code;
+            resp_keep_alive_ = ingress::consumer_keep_alive(h, consumer_ver_, consumer_keep_alive_);
+            dechunk_ = ingress::consumer_needs_dechunk(h, consumer_ver_);
+            if (auto st = ingress::write_consumer_response_head(*out, h, consumer_ver_, resp_keep_alive_, request_id_); !st) {
+                return fail(ingress::error_kind::upstream_bad_response, "the upstream's response head cannot be forwarded");
+            }
+            commit_output();
+            any_response_ = true;
+            resp_started_ = true;
+            resp_body_.start(h.body);
+            std::string rest = resp_head_.substr(p.consumed);
+            resp_head_.clear();
+            resp_head_.shrink_to_fit();
+            if (h.body.kind == http1::body_kind::none) return finish_exchange();
+            if (!rest.empty()) {
+                slice s = slice::copy_of(bytes(reinterpret_cast<const std::byte*>(rest.data()), rest.size()));
+                return response_bytes(std::move(s));
+            }
+            return;
+        }
+    }
+    if (resp_done_) return;  // bytes after the end of the body: dropped
+    bytes v = piece.view();
+    std::size_t off = 0;
+    while (off < v.size() && !resp_done_) {
+        auto p = dechunk_ ? resp_body_.decode(v.subspan(off)) : resp_body_.pass_through(v.subspan(off));
+        if (p.failed()) return abort_now();
+        if (dechunk_) {
+            if (!p.data.empty()) {
+                const auto at = static_cast<std::size_t>(p.data.data() - piece.data());
+                (void)send(piece.sub(at, p.data.size()));
+            }
+        } else if (p.consumed > 0) {
+            (void)send(piece.sub(off, p.consumed));
+        }
+        off += p.consumed;
+        if (p.done()) {
+            resp_done_ = true;
+            return finish_exchange();
+        }
+        if (p.consumed == 0) break;
+    }
+}
+
+void consumer_conn::ssh_eof() {
+    if (ph_ != phase::opening && ph_ != phase::streaming) return;
+    upstream_ended();
+}
+
+void consumer_conn::channel_closed() {
+    detach();
+    if (ph_ == phase::opening || ph_ == phase::streaming) upstream_ended();
+}
+
+void consumer_conn::upstream_ended() {
+    if (!resp_started_) {
+        if (!any_response_) return fail(ingress::error_kind::bad_gateway, "the upstream closed without a response");
+        return abort_now();
+    }
+    if (resp_done_) return;
+    auto p = resp_body_.finish();
+    if (p.done()) {
+        resp_done_ = true;
+        return finish_exchange();
+    }
+    abort_now();  // truncated: the consumer must not see a clean end
+}
+
+void consumer_conn::ssh_gone() {
+    detach();
+    if (ph_ == phase::opening || ph_ == phase::streaming) {
+        if (!any_response_) return fail(ingress::error_kind::bad_gateway, "the agent disconnected");
+        abort_now();
+    }
+}
+
+void consumer_conn::finish_exchange() {
+    if (ssh_) {
+        auto s = ssh_;
+        detach();
+        s->consumer_closed(chan_, this);
+    }
+    timer_.cancel();
+    FERRY_LOG(debug, "request", {"request_id", request_id_}, {"tunnel", tunnel_}, {"method", method_},
+              {"status", resp_status_}, {"shard", owner().id()});
+    const bool again = resp_keep_alive_ && req_body_done_ && !eof_;
+    reset_request();
+    if (!again) return drain();
+    ph_ = phase::head;
+    timer_.arm_after(r_.options().idle_timeout);
+    // Pipelined bytes already here start the next head.
+    if (!in_.empty()) {
+        move_into_head();
+        if (!head_.empty()) timer_.arm_after(r_.options().head_timeout);
+        update_reading();
+        return step();
+    }
+    update_reading();
+}
+
+void consumer_conn::move_into_head() {
+    while (!in_.empty()) {
+        slice f = in_.pop_front();
+        head_.append(reinterpret_cast<const char*>(f.data()), f.size());
+    }
+}
+
+void consumer_conn::reset_request() {
+    head_.clear();
+    parser_.reset();
+    up_.clear();
+    resp_head_.clear();
+    resp_parser_.reset();
+    resp_started_ = resp_done_ = any_response_ = false;
+    req_body_done_ = false;
+    resp_keep_alive_ = false;
+    dechunk_ = false;
+    resp_status_ = 0;
+    head_request_ = false;
+    consumer_ver_ = http1::version::http_1_1;
+    tunnel_.clear();
+    route_ = {};
+}
+
+void consumer_conn::fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after) {
+    if (ssh_) {
+        auto s = ssh_;
+        detach();
+        s->consumer_closed(chan_, this);
+    }
+    timer_.cancel();
+    if (ph_ == phase::waiting) leave_queue();
+    FERRY_LOG(debug, "request refused", {"request_id", request_id_}, {"tunnel", printable(tunnel_)},
+              {"code", ingress::info(k).code}, {"message", message});
+    // Keep the connection only when no request body is left unread.
+    const bool body_left = ph_ != phase::head && !req_body_done_ &&
+                           parser_.head().body.kind != http1::body_kind::none;
+    const bool keep = consumer_keep_alive_ && !body_left && !eof_ &&
+                      k != ingress::error_kind::bad_request &&
+                      k != ingress::error_kind::headers_too_large &&
+                      k != ingress::error_kind::payload_too_large;
+    if (buffer_chain* out = output()) {
+        ingress::error_extra x;
+        x.retry_after_s = retry_after;
+        x.consumer_version = consumer_ver_;
+        x.head_request = head_request_;
+        (void)ingress::write_error(*out, k, message, request_id_, keep, x);
+        commit_output();
+    }
+    if (!keep) {
+        reset_request();
+        return drain();
+    }
+    // The request had no body (or it was all read): the next head may follow.
+    std::string rest;
+    reset_request();
+    ph_ = phase::head;
+    timer_.arm_after(r_.options().idle_timeout);
+    if (!in_.empty()) {
+        move_into_head();
+        update_reading();
+        return step();
+    }
+    update_reading();
+}
+
+void consumer_conn::drain() {
+    ph_ = phase::draining;
+    in_.clear();
+    timer_.arm_after(r_.options().close_timeout);
+    close();
+}
+
+void consumer_conn::abort_now() {
+    if (ssh_) {
+        auto s = ssh_;
+        detach();
+        s->consumer_closed(chan_, this);
+    }
+    if (ph_ == phase::waiting) leave_queue();
+    ph_ = phase::draining;
+    timer_.cancel();
+    close(reactor::close_mode::abort);
+}
+
+void consumer_conn::on_timer() {
+    switch (ph_) {
+    case phase::head:
+        if (head_.empty()) {
+            close();  // idle keep-alive connection
+        } else {
+            consumer_keep_alive_ = false;
+            request_id_ = st_.request_id();
+            fail(ingress::error_kind::request_timeout, "request head not received in time");
+        }
+        break;
+    case phase::waiting:
+        leave_queue();
+        ph_ = phase::head;  // so fail() does not look for the queue again
+        fail(ingress::error_kind::tunnel_offline, "tunnel offline", 5);
+        break;
+    case phase::opening:
+    case phase::streaming:
+        if (!any_response_) {
+            consumer_keep_alive_ = false;
+            fail(ingress::error_kind::gateway_timeout, "no response from the upstream in time");
+        } else {
+            abort_now();
+        }
+        break;
+    case phase::draining: close(reactor::close_mode::abort); break;
+    }
+}
+
+// ---- back-pressure toward the agent ---------------------------------------------------------
+
+void consumer_conn::settle() {
+    if (above_high_) return;  // on_output_low repays
+    if (output_pending() <= kOutputWatermark) {
+        repay();
+    } else {
+        // The reactor raises on_output_high at the end of the loop iteration, and a send
+        // completing in the same batch may bring the output down without a high/low pair:
+        // look again shortly.
+        recheck_.arm_after(std::chrono::milliseconds(0));
+    }
+}
+
+void consumer_conn::repay() {
+    if (owed_ == 0) return;
+    if (ssh_) ssh_->consumed(chan_, owed_);
+    owed_ = 0;
+}
+
+void consumer_conn::detach() { ssh_.reset(); }
+
+}  // namespace ferry::tunnel

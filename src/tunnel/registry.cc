@@ -1,0 +1,118 @@
+#include "tunnel/registry.hh"
+
+#include "tunnel/ingress.hh"
+
+namespace ferry::tunnel {
+
+namespace {
+
+// A lease that has run out is the same as no entry.
+bool expired(const name_state& s, steady::time_point now) {
+    return s.state == name_state::kind::leased && now >= s.until;
+}
+
+}  // namespace
+
+registry::claim_result registry::claim(std::string_view name, std::string_view owner,
+                                       unsigned shard, std::uint64_t session,
+                                       steady::time_point now) {
+    claim_result r;
+    if (!ingress::valid_tunnel_name(name)) {
+        r.status = claim_status::invalid;
+        return r;
+    }
+    std::lock_guard lk(mu_);
+    auto it = names_.find(std::string(name));
+    if (it != names_.end() && !expired(it->second, now) && it->second.state != name_state::kind::free) {
+        name_state& cur = it->second;
+        if (cur.owner != owner) {
+            r.status = claim_status::taken;
+            return r;
+        }
+        if (cur.state == name_state::kind::online && cur.session == session) {
+            r.status = claim_status::duplicate;
+            return r;
+        }
+        if (cur.state == name_state::kind::online) {
+            // The same owner again from a new session: the old one is stale (a reconnecting
+            // agent whose previous TCP connection is not dead yet). Take over at once.
+            r.replaced = cur.session;
+            r.replaced_shard = cur.shard;
+        }
+    }
+    name_state& s = names_[std::string(name)];
+    s.state = name_state::kind::online;
+    s.owner = std::string(owner);
+    s.shard = shard;
+    s.session = session;
+    s.until = {};
+    s.version = ++version_;
+    r.status = claim_status::ok;
+    r.now = s;
+    return r;
+}
+
+name_state registry::release(std::string_view name, std::uint64_t session, bool clean,
+                             steady::duration lease, steady::time_point now) {
+    std::lock_guard lk(mu_);
+    auto it = names_.find(std::string(name));
+    if (it == names_.end() || it->second.state != name_state::kind::online ||
+        it->second.session != session) {
+        return {};  // version 0: nothing changed (taken over meanwhile)
+    }
+    name_state& s = it->second;
+    s.session = 0;
+    s.version = ++version_;
+    if (clean || lease <= steady::duration::zero()) {
+        s.state = name_state::kind::free;
+        name_state out = s;
+        names_.erase(it);
+        return out;
+    }
+    s.state = name_state::kind::leased;
+    s.until = now + lease;
+    return s;
+}
+
+name_state registry::get(std::string_view name, steady::time_point now) const {
+    std::lock_guard lk(mu_);
+    auto it = names_.find(std::string(name));
+    if (it == names_.end()) return {};
+    if (expired(it->second, now)) {
+        name_state s = it->second;
+        s.state = name_state::kind::free;
+        return s;
+    }
+    return it->second;
+}
+
+bool registry::add_agent(std::string_view owner, unsigned max) {
+    std::lock_guard lk(mu_);
+    unsigned& n = agents_[std::string(owner)];
+    if (n >= max) {
+        if (n == 0) agents_.erase(std::string(owner));
+        return false;
+    }
+    ++n;
+    return true;
+}
+
+void registry::remove_agent(std::string_view owner) {
+    std::lock_guard lk(mu_);
+    auto it = agents_.find(std::string(owner));
+    if (it == agents_.end()) return;
+    if (--it->second == 0) agents_.erase(it);
+}
+
+unsigned registry::agents(std::string_view owner) const {
+    std::lock_guard lk(mu_);
+    auto it = agents_.find(std::string(owner));
+    return it == agents_.end() ? 0 : it->second;
+}
+
+std::uint64_t registry::next_session() noexcept {
+    std::lock_guard lk(mu_);
+    return ++sessions_;
+}
+
+}  // namespace ferry::tunnel

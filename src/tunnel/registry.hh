@@ -1,0 +1,79 @@
+#pragma once
+// Who holds which tunnel name, process-wide: the one authority that arbitrates registrations
+// between shards, with leases and the per-user agent limit.
+//
+// Why a mutex here when the data path takes no lock: the SSH library answers `tcpip-forward`
+// synchronously (connection_policy), so the decision must be made on the agent's shard at that
+// moment; registrations are rare (one per tunnel per agent connection), and consumer requests
+// never come here — they read their shard's `directory` replica, which this class's callers
+// update by cross-shard messages carrying the `version` it assigns (see relay.cc).
+//
+// States of a name: free (absent) -> online (a live session holds it) -> leased (its session
+// dropped uncleanly: only the same owner may take it until `until`) -> free again. A clean
+// release (cancel-tcpip-forward, or the agent's DISCONNECT) frees it at once.
+//
+// Thread: any (internally locked); calls are short and never block on I/O.
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace ferry::tunnel {
+
+using steady = std::chrono::steady_clock;
+
+// What shards replicate about a name (the directory entry).
+struct name_state {
+    enum class kind : std::uint8_t { free, online, leased };
+    kind state = kind::free;
+    std::string owner;            // the token `sub` that holds (or held) it
+    unsigned shard = 0;           // online: the shard of the session that serves it
+    std::uint64_t session = 0;    // online: that session's id
+    steady::time_point until{};   // leased: when the lease ends
+    std::uint64_t version = 0;    // increases with every change of this name
+};
+
+class registry {
+public:
+    enum class claim_status : std::uint8_t {
+        ok,          // the name is now online for this session
+        taken,       // online or leased for another user
+        invalid,     // not a valid tunnel name
+        duplicate,   // this session already holds it
+    };
+    struct claim_result {
+        claim_status status = claim_status::taken;
+        name_state now;                 // the new state (valid when ok)
+        std::uint64_t replaced = 0;     // ok: a stale session of the same owner that lost it
+        unsigned replaced_shard = 0;
+    };
+
+    // `session` ids are unique process-wide (next_session()).
+    claim_result claim(std::string_view name, std::string_view owner, unsigned shard,
+                       std::uint64_t session, steady::time_point now);
+    // The session gives `name` back; `clean` frees it, else it is leased for `lease`. Returns
+    // the new state, or nullopt-like {version 0} when the session did not hold it (already
+    // replaced).
+    name_state release(std::string_view name, std::uint64_t session, bool clean,
+                       steady::duration lease, steady::time_point now);
+    // The current state (expired leases read as free).
+    name_state get(std::string_view name, steady::time_point now) const;
+
+    // Per-user agent connections (SPEC R4: at most `max` each).
+    bool add_agent(std::string_view owner, unsigned max);
+    void remove_agent(std::string_view owner);
+    unsigned agents(std::string_view owner) const;
+
+    std::uint64_t next_session() noexcept;
+
+private:
+    mutable std::mutex mu_;
+    std::unordered_map<std::string, name_state> names_;
+    std::unordered_map<std::string, unsigned> agents_;
+    std::uint64_t version_ = 0;
+    std::uint64_t sessions_ = 0;
+};
+
+}  // namespace ferry::tunnel

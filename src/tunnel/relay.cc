@@ -1,0 +1,97 @@
+#include "tunnel/relay.hh"
+
+#include <cstdio>
+
+#include "proto/ssh/hostkey.hh"
+#include "tunnel/ingress.hh"
+#include "tunnel/relay_impl.hh"
+
+namespace ferry::tunnel {
+
+relay::relay(relay_options o) : opt_(std::move(o)), registry_(std::make_unique<registry>()) {}
+
+relay::~relay() = default;
+
+status relay::prepare(unsigned shards) {
+    if (!opt_.keys) return fail(errc::invalid_argument, "relay: no JWT key set");
+    if (opt_.host_key_seed.size() != 32) return fail(errc::invalid_argument, "relay: host key seed must be 32 bytes");
+    shards_.clear();
+    for (unsigned i = 0; i < shards; ++i) {
+        auto st = std::make_unique<shard_state>();
+        st->r = this;
+        st->id = i;
+        auto rng = ssh::system_rng::create();
+        if (!rng) return fail(rng.err());
+        st->rng = std::move(*rng);
+        auto key = ssh::ed25519_private::from_seed(bytes(opt_.host_key_seed.data(), opt_.host_key_seed.size()));
+        if (!key) return fail(key.err());
+        st->host_key.emplace(std::move(*key));
+        st->verifier = std::make_unique<jwt::verifier>(opt_.keys, opt_.verify);
+        shards_.push_back(std::move(st));
+    }
+    return {};
+}
+
+reactor::connection_factory relay::factory() {
+    return [this](reactor::shard& s) -> std::unique_ptr<reactor::connection> {
+        if (s.id() >= shards_.size()) return nullptr;
+        return std::make_unique<consumer_conn>(*this, s);
+    };
+}
+
+std::string relay::host_key_fingerprint() const {
+    if (shards_.empty()) return {};
+    auto blob = ssh::ed25519_key_blob(shards_[0]->host_key->public_key());
+    return ssh::fingerprint_sha256(blob);
+}
+
+// ---- shard_state ---------------------------------------------------------------------------
+
+void shard_state::apply(const std::string& name, const name_state& s) {
+    auto it = directory.find(name);
+    if (it != directory.end() && it->second.version >= s.version) return;  // older news
+    if (s.state == name_state::kind::free) {
+        if (it != directory.end()) directory.erase(it);
+    } else {
+        directory[name] = s;
+    }
+    // Waiting consumers look again (online here or elsewhere, or gone for good).
+    if (s.state == name_state::kind::leased) return;
+    auto w = waiting.find(name);
+    if (w == waiting.end()) return;
+    auto list = std::move(w->second);
+    waiting.erase(w);
+    for (auto& c : list) c->tunnel_changed();
+}
+
+void shard_state::random(std::span<std::byte> out) {
+    (void)rng->fill(mut_bytes(out.data(), out.size()));
+}
+
+std::string shard_state::request_id() {
+    std::byte b[16];
+    random(b);
+    char out[32];
+    ingress::format_request_id(std::span<const std::byte, 16>(b), out);
+    return std::string(out, sizeof out);
+}
+
+std::string printable(std::string_view s) {
+    std::string o(s.substr(0, 100));
+    for (char& c : o) {
+        if (c < ' ' || c > '~') c = '?';
+    }
+    return o;
+}
+
+void publish(reactor::shard& from, relay& r, const std::string& name, const name_state& s) {
+    for (unsigned t = 0; t < from.count(); ++t) {
+        if (t == from.id()) {
+            r.state(t).apply(name, s);
+            continue;
+        }
+        from.post(t, [&r, name, s](reactor::shard& sh) { r.state(sh.id()).apply(name, s); });
+    }
+}
+
+}  // namespace ferry::tunnel

@@ -1,0 +1,236 @@
+#pragma once
+// Internals of the relay (relay.hh): the per-shard state and the two connection handlers.
+// Included by relay.cc, agent_session.cc and consumer.cc only.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "proto/http1/body.hh"
+#include "proto/http1/parser.hh"
+#include "proto/jwt/verifier.hh"
+#include "proto/ssh/crypto.hh"
+#include "proto/ssh/session.hh"
+#include "reactor/connection.hh"
+#include "reactor/timer.hh"
+#include "tunnel/ingress.hh"
+#include "tunnel/registry.hh"
+#include "tunnel/relay.hh"
+#include "tunnel/ws_server.hh"
+
+namespace ferry::tunnel {
+
+class agent_session;
+class consumer_conn;
+
+// Everything a shard owns for the relay. Touched only by its shard's thread once prepared.
+struct shard_state {
+    relay* r = nullptr;
+    unsigned id = 0;
+    std::unique_ptr<ssh::system_rng> rng;
+    std::optional<ssh::ed25519_private> host_key;
+    std::unique_ptr<jwt::verifier> verifier;
+    // Replica of the registry: what consumers on this shard route by. Updated by messages
+    // (publish()); a message older than the entry (lower version) is ignored.
+    std::unordered_map<std::string, name_state> directory;
+    // Names whose session lives on this shard.
+    std::unordered_map<std::string, agent_session*> local;
+    // Live agent sessions on this shard by id (take-over messages find them here).
+    std::unordered_map<std::uint64_t, agent_session*> sessions;
+    // Consumers waiting for a name to come (back) online.
+    std::unordered_map<std::string, std::vector<reactor::ref_ptr<consumer_conn>>> waiting;
+
+    // Applies a registry change to the replica; wakes waiting consumers when the name is
+    // online (here or elsewhere) or gone.
+    void apply(const std::string& name, const name_state& s);
+    void random(std::span<std::byte> out);
+    std::string request_id();
+};
+
+// Peer-chosen text for a log line: printable ASCII only, at most 100 bytes.
+std::string printable(std::string_view s);
+
+// Sends a registry change to every shard's replica (from a shard thread).
+void publish(reactor::shard& from, relay& r, const std::string& name, const name_state& s);
+
+// ---- agent side: WebSocket + SSH server --------------------------------------------------------
+
+class agent_session final : public ws_server_connection,
+                            private ssh::connection_policy,
+                            private ssh::auth_policy {
+public:
+    agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id);
+    ~agent_session() override;
+
+    // ---- for consumers on this shard ----
+    result<std::uint32_t> open_channel(consumer_conn* c, std::string_view name,
+                                       std::string_view origin_host, std::uint32_t origin_port);
+    result<std::size_t> send_data(std::uint32_t id, bytes data);
+    void consumed(std::uint32_t id, std::size_t n);
+    void send_eof(std::uint32_t id);
+    // The consumer is done with the channel (or gone): CLOSE it.
+    void consumer_closed(std::uint32_t id, consumer_conn* c);
+    bool output_high() const noexcept { return out_high_; }
+    // Another session of the same owner took `name` over.
+    void lose(const std::string& name);
+    std::uint64_t session_id() const noexcept { return id_; }
+    const std::string& owner_sub() const noexcept { return sub_; }
+
+private:
+    struct forward {
+        std::string name;
+        std::uint32_t port;
+    };
+
+    // ws_server_connection
+    void on_ws_open() override;
+    void on_ws_data(const ws::event& ev, slice payload) override;
+    void on_ws_pong(bytes) override;
+    void on_ws_closed(std::uint16_t code) override;
+    void on_output_high() override;
+    void on_output_low() override;
+    void on_close(const error& why) override;
+
+    // ssh::auth_policy
+    bool allow_none(std::string_view user) override;
+    bool check_password(std::string_view user, std::string_view password) override;
+    // ssh::connection_policy
+    bool tcpip_forward(std::string_view address, std::uint32_t port, std::uint32_t& bound) override;
+    bool cancel_tcpip_forward(std::string_view address, std::uint32_t port) override;
+
+    void on_event(const ssh::session_event& ev, const slice* in);
+    void on_channel_event(const ssh::conn_event& ev, const slice* in);
+    consumer_conn* find(std::uint32_t id);
+    void on_ssh_timer();
+    void on_ping_timer();
+    // Wraps what the SSH session wrote into WebSocket binary messages; re-arms tick().
+    void after_io();
+    void end(std::string why, bool clean);
+    void release_names(bool clean);
+    ssh::millis now() const;
+    static ssh::session_config make_config(agent_session* self, relay& r, reactor::shard& s);
+
+    relay& r_;
+    shard_state& st_;
+    std::string sub_;
+    std::uint64_t id_;
+    bool counted_ = true;  // holds one of the owner's agent slots (registry)
+    ssh::session sess_;
+    buffer_chain ssh_out_;
+    reactor::timer ssh_timer_;
+    reactor::timer ping_timer_;
+    reactor::shard::clock::time_point last_pong_{};
+    std::vector<forward> forwards_;
+    std::unordered_map<std::uint32_t, reactor::ref_ptr<consumer_conn>> chans_;
+    bool started_ = false;
+    bool done_ = false;
+    bool out_high_ = false;
+    std::string end_reason_;
+};
+
+// ---- consumer side: HTTP/1.1 requests through channels ----------------------------------------
+
+class consumer_conn final : public reactor::connection {
+public:
+    // `hops`: how many times this socket was already handed between shards for a request
+    // (bounded, so replicas that briefly disagree cannot bounce it for ever).
+    consumer_conn(relay& r, reactor::shard& s, unsigned hops = 0);
+    ~consumer_conn() override;
+
+    // ---- events from the agent session ----
+    void channel_opened();
+    void channel_failed(ssh::open_failure why);
+    void ssh_data(slice piece);
+    void ssh_eof();
+    void ssh_writable();
+    void channel_closed();
+    void ssh_gone();
+    void ssh_backpressure(bool on);
+    // ---- from the shard's waiting list: the name's state changed ----
+    void tunnel_changed();
+
+private:
+    enum class phase : std::uint8_t {
+        head,       // reading a request head
+        waiting,    // the tunnel is reconnecting: queued
+        opening,    // channel open sent
+        streaming,  // request going up, response coming down
+        draining,   // flushing before close
+    };
+
+    void on_open() override;
+    void on_data(slice s) override;
+    void on_read_eof() override;
+    void on_output_high() override;
+    void on_output_low() override;
+    void on_close(const error& why) override;
+
+    void on_timer();
+    void step();                // parse a head from head_ and act on it
+    void dispatch();            // a parsed head: agent upgrade, hand-over, queue or exchange
+    void wait_for_tunnel();
+    void leave_queue();
+    void start_exchange(agent_session* s);
+    std::string make_traceparent(const http1::request_head& h);
+    void pump_up();             // request head and body toward the channel
+    void update_reading();
+    void response_bytes(slice piece);
+    void upstream_ended();
+    void finish_exchange();     // response complete: next request or close
+    void fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after = 0);
+    void drain();
+    void abort_now();
+    void reset_request();
+    void move_into_head();      // pipelined bytes in in_ start the next head
+    void detach();
+    void settle();
+    void repay();
+
+    relay& r_;
+    shard_state& st_;
+    unsigned hops_ = 0;
+    phase ph_ = phase::head;
+    reactor::timer timer_;             // the phase's deadline
+    reactor::timer recheck_;           // settle() again after the loop raised output events
+    std::string head_;                 // the request head as it accumulates (contiguous)
+    http1::request_parser parser_;
+    buffer_chain in_;                  // received after the parsed head (body, next requests)
+    std::string client_ip_;
+    std::uint32_t client_port_ = 0;
+    bool eof_ = false;                 // the consumer shut its write side
+    bool paused_ = false;              // our pause_reading() is in force
+    // The request in progress.
+    std::string request_id_;
+    std::string tunnel_;
+    ingress::route route_{};           // views into head_ or route_scratch_
+    std::string route_scratch_;
+    std::string method_;
+    bool head_request_ = false;
+    bool consumer_keep_alive_ = false;
+    http1::version consumer_ver_ = http1::version::http_1_1;
+    buffer_chain up_;                  // rewritten head + body bytes not yet taken by the channel
+    http1::body_reader req_body_;
+    bool req_body_done_ = false;
+    // The channel.
+    reactor::ref_ptr<agent_session> ssh_;
+    std::uint32_t chan_ = 0;
+    bool ssh_pause_ = false;
+    // The response.
+    std::string resp_head_;
+    http1::response_parser resp_parser_;
+    http1::body_reader resp_body_;
+    bool resp_started_ = false;        // the final head went to the consumer
+    bool resp_done_ = false;
+    bool resp_keep_alive_ = false;
+    int resp_status_ = 0;
+    bool dechunk_ = false;             // HTTP/1.0 consumer, chunked response: payload only
+    bool any_response_ = false;        // some byte (1xx included) went to the consumer
+    bool above_high_ = false;
+    std::size_t owed_ = 0;             // channel bytes delivered but not yet consumed()
+    unsigned requests_ = 0;
+};
+
+}  // namespace ferry::tunnel

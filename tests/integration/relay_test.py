@@ -1,0 +1,357 @@
+#!/usr/bin/python3
+"""ferryd end to end: consumers (curl, python) -> relay -> SSH channel -> agent -> upstream.
+
+Agents: OpenSSH (`ssh -N -R NAME:80:...`) whose SSH session runs inside the relay's /tunnel
+WebSocket through ws_stdio_bridge.py (an independent bridge) or `ferry connect`, and `ferry agent`.
+Usage: relay_test.py PATH/TO/ferryd PATH/TO/ferry
+"""
+import concurrent.futures
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from ferry_harness import Relay, SshAgent, Upstream, mint, pattern, write_token
+
+FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
+FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
+MiB = 1 << 20
+
+
+def curl(*args, timeout=120):
+    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args], capture_output=True,
+                       timeout=timeout + 10)
+    return r
+
+
+class RelayWithAgent(unittest.TestCase):
+    """One relay (2 shards), one upstream, one OpenSSH agent serving tunnel `demo` for alice."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ferry-relay-test-")
+        cls.relay = Relay(FERRYD, "--lease-s", "20", "--queue-wait-ms", "15000",
+                          "--base-domain", "tunnels.test", "--max-body-bytes", str(64 * MiB))
+        cls.up = Upstream()
+        cls.alice = mint("alice")
+        cls.agent = SshAgent(cls.relay.port, write_token(cls.tmp, cls.alice), [("demo", cls.up.port)])
+        cls.relay.log.wait_for(['"tunnel up"', '"demo"'], timeout=20)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.stop()
+        rc = cls.relay.stop()
+        cls.up.stop()
+        cls.relay.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        # A clean exit: no crash, and in the sanitize build no leak or sanitizer report.
+        if rc != 0:
+            raise AssertionError(f"ferryd exited with {rc}:\n" + cls.relay.log.text()[-4000:])
+
+    def auth(self, token=None):
+        return ["-H", "Authorization: Bearer " + (token or self.alice)]
+
+    def test_get(self):
+        r = curl(*self.auth(), "-i", f"{self.relay.url}/t/demo/hello")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        head, body = r.stdout.split(b"\r\n\r\n", 1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"x-request-id:", head.lower())
+        self.assertEqual(body, b"hello from upstream\n")
+
+    def test_host_routing(self):
+        r = curl(*self.auth(), "-H", "Host: DEMO.tunnels.test:8443", f"{self.relay.url}/hello")
+        self.assertEqual(r.stdout, b"hello from upstream\n", r.stderr)
+        r = curl(*self.auth(), "-i", "-H", "Host: nosuch.tunnels.test", f"{self.relay.url}/hello")
+        self.assertIn(b" 404 ", r.stdout.split(b"\r\n")[0])
+
+    def test_expect_100_continue(self):
+        """The relay forwards Expect; the upstream's 100 Continue comes back before the body."""
+        s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+        body = pattern(100000, seed=6)
+        s.sendall((f"POST /t/demo/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.alice}\r\n"
+                   f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode())
+        first = s.recv(4096)
+        self.assertTrue(first.startswith(b"HTTP/1.1 100 Continue\r\n"), first)
+        s.sendall(body)
+        data = first.split(b"\r\n\r\n", 1)[1]
+        while b"sha256" not in data or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, data)
+            data += chunk
+        self.assertIn(b"HTTP/1.1 200", data)
+        self.assertIn(hashlib.sha256(body).hexdigest().encode(), data)
+        s.close()
+
+    def test_body_limit(self):
+        r = curl(*self.auth(), "-i", "-H", f"Content-Length: {65 * MiB}", "--data-binary", "x",
+                 f"{self.relay.url}/t/demo/echo")
+        self.assertIn(b" 413 ", r.stdout.split(b"\r\n")[0], r.stdout[:300])
+        self.assertIn(b"body_too_large", r.stdout)
+
+    def test_rewritten_head(self):
+        r = curl(*self.auth(), "-H", "Cookie: secret=1", "-H", "X-Forwarded-For: 10.0.0.1",
+                 f"{self.relay.url}/t/demo/headers?x=1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        h = {k.lower(): v for k, v in json.loads(r.stdout).items()}
+        self.assertNotIn("authorization", h)
+        self.assertNotIn("cookie", h)
+        self.assertEqual(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1")
+        self.assertEqual(h["x-forwarded-proto"], "http")
+        self.assertEqual(len(h["x-request-id"]), 32)
+        self.assertRegex(h["traceparent"], r"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")
+
+    def test_post_10mib(self):
+        body = pattern(10 * MiB, seed=3)
+        path = os.path.join(self.tmp, "body10")
+        with open(path, "wb") as f:
+            f.write(body)
+        r = curl(*self.auth(), "--data-binary", "@" + path, f"{self.relay.url}/t/demo/echo")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual(got["length"], len(body))
+        self.assertEqual(got["sha256"], hashlib.sha256(body).hexdigest())
+
+    def test_chunked_upload(self):
+        body = pattern(3 * MiB + 123, seed=4)
+        path = os.path.join(self.tmp, "bodyc")
+        with open(path, "wb") as f:
+            f.write(body)
+        r = curl(*self.auth(), "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + path,
+                 f"{self.relay.url}/t/demo/echo")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual(got["length"], len(body))
+        self.assertEqual(got["sha256"], hashlib.sha256(body).hexdigest())
+
+    def test_download_1gib(self):
+        n = 1 << 30
+        p = subprocess.Popen(["curl", "-sS", "--max-time", "300", *self.auth(),
+                              f"{self.relay.url}/t/demo/bytes?n={n}"], stdout=subprocess.PIPE)
+        h = hashlib.sha256()
+        got = 0
+        t0 = time.time()
+        while True:
+            chunk = p.stdout.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            got += len(chunk)
+        p.wait()
+        dt = time.time() - t0
+        self.assertEqual(p.returncode, 0)
+        self.assertEqual(got, n)
+        self.assertEqual(h.hexdigest(), hashlib.sha256(pattern(n)).hexdigest())
+        print(f"\n1 GiB through the tunnel in {dt:.1f} s ({n / dt / 1e6:.0f} MB/s)", file=sys.stderr)
+
+    def test_keep_alive_and_pipelining(self):
+        s = socket.create_connection(("127.0.0.1", self.relay.port))
+        req = (f"GET /t/demo/hello HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.alice}\r\n\r\n")
+        s.sendall((req * 3).encode())
+        data = b""
+        s.settimeout(10)
+        while data.count(b"hello from upstream\n") < 3:
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, data)
+            data += chunk
+        self.assertEqual(data.count(b"HTTP/1.1 200"), 3)
+        s.close()
+
+    def test_concurrent_200(self):
+        def one(i):
+            c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=60)
+            c.request("GET", f"/t/demo/bytes?n={1000 + i}", headers={"Authorization": "Bearer " + self.alice})
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            return r.status, body == pattern(1000 + i)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=200) as ex:
+            results = list(ex.map(one, range(200)))
+        self.assertEqual(results, [(200, True)] * 200)
+
+    def test_ndjson_streams(self):
+        """The first line reaches the consumer while the upstream is still producing."""
+        c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=30)
+        t0 = time.time()
+        c.request("GET", "/t/demo/ndjson?lines=5&delay=0.4", headers={"Authorization": "Bearer " + self.alice})
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        arrivals = []
+        while True:
+            line = r.fp.readline()  # chunk-size line
+            if not line:
+                break
+            size = int(line.strip(), 16)
+            if size == 0:
+                break
+            data = r.fp.read(size)
+            r.fp.readline()
+            arrivals.append((time.time() - t0, json.loads(data)))
+        self.assertEqual([a[1]["i"] for a in arrivals], list(range(5)))
+        # Produced 0.4 s apart: the first arrives long before the last is produced (1.6 s later).
+        self.assertLess(arrivals[0][0], arrivals[-1][0] - 1.0, arrivals)
+        c.close()
+
+    def test_no_token_and_unknown_tunnel(self):
+        r = curl("-i", f"{self.relay.url}/t/demo/hello")
+        self.assertIn(b" 401 ", r.stdout.split(b"\r\n")[0])
+        self.assertIn(b"token_missing", r.stdout)
+        r = curl(*self.auth(), "-i", f"{self.relay.url}/t/nosuch/hello")
+        self.assertIn(b" 404 ", r.stdout.split(b"\r\n")[0])
+        self.assertIn(b"tunnel_not_found", r.stdout)
+
+    def test_other_users_tunnel(self):
+        bob = mint("bob")
+        r = curl(*self.auth(bob), "-i", f"{self.relay.url}/t/demo/hello")
+        self.assertIn(b" 403 ", r.stdout.split(b"\r\n")[0])
+        granted = mint("bob", tunnels=["demo"])
+        r = curl(*self.auth(granted), f"{self.relay.url}/t/demo/hello")
+        self.assertEqual(r.stdout, b"hello from upstream\n")
+
+    def test_expired_token(self):
+        r = curl(*self.auth(mint("alice", ttl=-3600)), "-i", f"{self.relay.url}/t/demo/hello")
+        self.assertIn(b" 401 ", r.stdout.split(b"\r\n")[0])
+        self.assertIn(b"token_expired", r.stdout)
+
+
+class AgentRestart(unittest.TestCase):
+    def test_kill_and_restart_takes_over_and_queued_requests_succeed(self):
+        tmp = tempfile.mkdtemp(prefix="ferry-restart-")
+        relay = Relay(FERRYD, "--lease-s", "30", "--queue-wait-ms", "20000")
+        up = Upstream()
+        tok = write_token(tmp, mint("carol"))
+        try:
+            a1 = SshAgent(relay.port, tok, [("llm", up.port)])
+            relay.log.wait_for(['"tunnel up"', '"llm"'], timeout=20)
+            hdr = {"Authorization": "Bearer " + mint("carol")}
+            a1.stop(kill=True)
+            # The relay may not notice at once; either way the name stays carol's.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+                def req():
+                    c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=40)
+                    c.request("GET", "/t/llm/hello", headers=hdr)
+                    r = c.getresponse()
+                    return r.status, r.read()
+                time.sleep(0.5)
+                futs = [ex.submit(req) for _ in range(3)]
+                time.sleep(1.0)
+                # Someone else cannot take the name meanwhile.
+                dave = SshAgent(relay.port, write_token(tmp, mint("dave"), "dave"), [("llm", up.port)])
+                relay.log.wait_for(['"tunnel refused"', '"llm"'], timeout=20)
+                dave.stop()
+                a2 = SshAgent(relay.port, tok, [("llm", up.port)])
+                results = [f.result(timeout=40) for f in futs]
+            self.assertEqual(results, [(200, b"hello from upstream\n")] * 3)
+            a2.stop()
+            self.assertEqual(relay.stop(), 0, relay.log.text()[-4000:])
+        finally:
+            relay.stop()
+            up.stop()
+            relay.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FerryAgent:
+    def __init__(self, relay_port, token_file, tunnels, tmp, *extra):
+        args = [FERRY, "agent", "--relay", f"ws://127.0.0.1:{relay_port}", "--token-file", token_file,
+                "--known-hosts", os.path.join(tmp, "known_hosts"), *extra]
+        for name, port in tunnels:
+            args += ["--tunnel", f"{name}=127.0.0.1:{port}"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        from ferry_harness import LogReader
+        self.log = LogReader(self.proc.stderr)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class WithFerryAgent(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ferry-agent-relay-")
+        self.up = Upstream()
+        self.tok = write_token(self.tmp, mint("erin"))
+        self.hdr = {"Authorization": "Bearer " + mint("erin")}
+
+    def tearDown(self):
+        self.up.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def get(self, port, path="/t/web/hello", timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request("GET", path, headers=self.hdr)
+        r = c.getresponse()
+        out = r.status, r.read()
+        c.close()
+        return out
+
+    def test_agent_serves_and_comes_back_after_relay_restart(self):
+        relay = Relay(FERRYD, shards=2)
+        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            # 1 MiB each way through ferry's own agent.
+            body = pattern(MiB, seed=9)
+            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+            c.request("POST", "/t/web/echo", body=body, headers=self.hdr)
+            got = json.loads(c.getresponse().read())
+            c.close()
+            self.assertEqual(got["sha256"], hashlib.sha256(body).hexdigest())
+            # Restart the relay on the same port with the same data dir (same host key).
+            port, data = relay.port, relay.dir
+            relay.stop()
+            t_down = time.time()
+            relay2 = Relay(FERRYD, shards=2, data_dir=data, port=port)
+            try:
+                relay2.log.wait_for(['"tunnel up"', '"web"'], timeout=30)
+                back = time.time() - t_down
+                # R1: first retry at once, then 2 s +-30 %, 4 s ...: back within a few seconds.
+                self.assertLess(back, 12, agent.log.text())
+                self.assertEqual(self.get(port), (200, b"hello from upstream\n"))
+                print(f"\nagent back {back:.1f} s after the relay restart", file=sys.stderr)
+            finally:
+                self.assertEqual(agent.stop(), 0, agent.log.text())
+                relay2.stop()
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
+    def test_openssh_through_ferry_connect(self):
+        relay = Relay(FERRYD, shards=1)
+        try:
+            proxy = (f"{FERRY} connect {{url}} --token-file {{token_file}} "
+                     f"--known-hosts {os.path.join(self.tmp, 'kh')}")
+            agent = SshAgent(relay.port, self.tok, [("web", self.up.port)], proxy=proxy)
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            body = pattern(4 * MiB, seed=5)
+            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+            c.request("POST", "/t/web/echo", body=body, headers=self.hdr)
+            got = json.loads(c.getresponse().read())
+            c.close()
+            self.assertEqual(got["length"], len(body))
+            self.assertEqual(got["sha256"], hashlib.sha256(body).hexdigest())
+            agent.stop()
+        finally:
+            relay.stop()
+            relay.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
