@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
     ro.lease = std::chrono::seconds(s.lease_s);
     ro.max_agents_per_user = s.max_agents_per_user;
     ro.max_channels_per_tunnel = s.max_channels_per_tunnel;
+    ro.user_rate_limit = s.user_rate_limit;
     ro.queue_max = s.queue_max;
     ro.queue_wait = std::chrono::milliseconds(s.queue_wait_ms);
     ro.head_limits.max_head_bytes = s.max_head_bytes;

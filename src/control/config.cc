@@ -686,7 +686,7 @@ const table<relay_settings>& relay_table() {
                                &R::max_channels_per_tunnel, 1, 65536));
         v.push_back(
             num_opt<R>("user_rate_limit", "--user-rate-limit", "FERRY_USER_RATE_LIMIT", K::integer,
-                       "Consumer requests per minute per token subject (token bucket); 0 = off (not enforced yet)",
+                       "Consumer requests per minute per token subject (token bucket per shard); 0 = off",
                        &R::user_rate_limit, 0, 1000000));
         v.push_back(num_opt<R>(
             "queue_max", "--queue-max", "FERRY_QUEUE_MAX", K::integer,

@@ -238,6 +238,21 @@ void consumer_conn::dispatch() {
         timer_.cancel();
         return;
     }
+    // Counted once per request, on the shard that serves it (after any hand-over).
+    if (!rate_counted_) {
+        rate_counted_ = true;
+        rate_key_ = claims ? claims->sub : "ip:" + client_ip_;
+        const double now_s = std::chrono::duration<double>(owner().now().time_since_epoch()).count();
+        auto d = st_.limiter.take(rate_key_, now_s);
+        if (!d.allowed) {
+            ingress::error_extra x;
+            x.retry_after_s = d.retry_after_s;
+            x.rate_limit = d.limit;
+            x.rate_remaining = 0;
+            x.rate_reset_s = d.reset_s;
+            return fail(ingress::error_kind::rate_limited, "too many requests", x);
+        }
+    }
     if (ns.state == name_state::kind::online) {
         auto l = st_.local.find(tunnel_);
         if (l != st_.local.end()) return start_exchange(l->second);
@@ -548,6 +563,7 @@ void consumer_conn::reset_request() {
     resp_keep_alive_ = false;
     dechunk_ = false;
     resp_status_ = 0;
+    rate_counted_ = false;
     head_request_ = false;
     consumer_ver_ = http1::version::http_1_1;
     tunnel_.clear();
@@ -555,6 +571,12 @@ void consumer_conn::reset_request() {
 }
 
 void consumer_conn::fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after) {
+    ingress::error_extra x;
+    x.retry_after_s = retry_after;
+    fail(k, message, x);
+}
+
+void consumer_conn::fail(ingress::error_kind k, std::string_view message, const ingress::error_extra& extra) {
     if (ssh_) {
         auto s = ssh_;
         detach();
@@ -572,8 +594,7 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, std::u
                       k != ingress::error_kind::headers_too_large &&
                       k != ingress::error_kind::payload_too_large;
     if (buffer_chain* out = output()) {
-        ingress::error_extra x;
-        x.retry_after_s = retry_after;
+        ingress::error_extra x = extra;
         x.consumer_version = consumer_ver_;
         x.head_request = head_request_;
         (void)ingress::write_error(*out, k, message, request_id_, keep, x);

@@ -27,6 +27,7 @@ status relay::prepare(unsigned shards) {
         if (!key) return fail(key.err());
         st->host_key.emplace(std::move(*key));
         st->verifier = std::make_unique<jwt::verifier>(opt_.keys, opt_.verify);
+        st->limiter = rate_limiter(opt_.user_rate_limit, 60);
         shards_.push_back(std::move(st));
     }
     return {};

@@ -51,6 +51,8 @@ struct relay_options {
     std::chrono::milliseconds lease{60'000};
     unsigned max_agents_per_user = 3;
     std::uint32_t max_channels_per_tunnel = 1024;
+    // Consumer requests per minute per token subject (per shard, see rate_limit.hh); 0: off.
+    std::uint32_t user_rate_limit = 100;
     // Waiting for a reconnecting tunnel: per tunnel and per shard (the queue is held where
     // the requests arrived), and how long each may wait.
     unsigned queue_max = 100;

@@ -17,6 +17,7 @@
 #include "reactor/connection.hh"
 #include "reactor/timer.hh"
 #include "tunnel/ingress.hh"
+#include "tunnel/rate_limit.hh"
 #include "tunnel/registry.hh"
 #include "tunnel/relay.hh"
 #include "tunnel/ws_server.hh"
@@ -42,6 +43,8 @@ struct shard_state {
     std::unordered_map<std::uint64_t, agent_session*> sessions;
     // Consumers waiting for a name to come (back) online.
     std::unordered_map<std::string, std::vector<reactor::ref_ptr<consumer_conn>>> waiting;
+    // Per-user request rate (counted where a request is served).
+    rate_limiter limiter;
 
     // Applies a registry change to the replica; wakes waiting consumers when the name is
     // online (here or elsewhere) or gone.
@@ -181,6 +184,7 @@ private:
     void upstream_ended();
     void finish_exchange();     // response complete: next request or close
     void fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after = 0);
+    void fail(ingress::error_kind k, std::string_view message, const ingress::error_extra& x);
     void drain();
     void abort_now();
     void reset_request();
@@ -209,6 +213,8 @@ private:
     std::string route_scratch_;
     std::string method_;
     bool head_request_ = false;
+    bool rate_counted_ = false;        // this request went through the rate limiter
+    std::string rate_key_;             // its subject, or "ip:ADDR" for a public tunnel without token
     bool consumer_keep_alive_ = false;
     http1::version consumer_ver_ = http1::version::http_1_1;
     buffer_chain up_;                  // rewritten head + body bytes not yet taken by the channel

@@ -91,7 +91,7 @@ class Relay:
         self.owns_dir = data_dir is None
         self.dir = data_dir or tempfile.mkdtemp(prefix="ferry-relay-")
         self.secret_file = os.path.join(self.dir, "jwt.secret")
-        with open(self.secret_file, "wb") as f:
+        with open(os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(SECRET)
         args = [ferryd, "--listen", f"127.0.0.1:{port}", "--admin-listen", "",
                 "--data-dir", self.dir, "--jwt-secret-file", self.secret_file,

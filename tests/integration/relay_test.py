@@ -37,7 +37,7 @@ class RelayWithAgent(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="ferry-relay-test-")
-        cls.relay = Relay(FERRYD, "--lease-s", "20", "--queue-wait-ms", "15000",
+        cls.relay = Relay(FERRYD, "--lease-s", "20", "--queue-wait-ms", "15000", "--user-rate-limit", "0",
                           "--base-domain", "tunnels.test", "--max-body-bytes", str(64 * MiB))
         cls.up = Upstream()
         cls.alice = mint("alice")
@@ -220,6 +220,38 @@ class RelayWithAgent(unittest.TestCase):
         r = curl(*self.auth(mint("alice", ttl=-3600)), "-i", f"{self.relay.url}/t/demo/hello")
         self.assertIn(b" 401 ", r.stdout.split(b"\r\n")[0])
         self.assertIn(b"token_expired", r.stdout)
+
+
+class RateLimit(unittest.TestCase):
+    def test_per_user_rate_limit_answers_429(self):
+        tmp = tempfile.mkdtemp(prefix="ferry-rate-")
+        relay = Relay(FERRYD, "--user-rate-limit", "5", shards=1)
+        up = Upstream()
+        try:
+            agent = SshAgent(relay.port, write_token(tmp, mint("gina")), [("rl", up.port)])
+            relay.log.wait_for(['"tunnel up"', '"rl"'], timeout=20)
+            hdr = ["-H", "Authorization: Bearer " + mint("gina")]
+            codes = [curl(*hdr, "-o", "/dev/null", "-w", "%{http_code}", f"{relay.url}/t/rl/hello").stdout
+                     for _ in range(5)]
+            self.assertEqual(codes, [b"200"] * 5)
+            r = curl(*hdr, "-i", f"{relay.url}/t/rl/hello")
+            head = r.stdout.split(b"\r\n\r\n")[0].lower()
+            self.assertIn(b" 429 ", head.split(b"\r\n")[0])
+            self.assertIn(b"retry-after: ", head)
+            self.assertIn(b"x-ratelimit-limit: 5", head)
+            self.assertIn(b"x-ratelimit-remaining: 0", head)
+            self.assertIn(b"rate_limited", r.stdout)
+            # Another user has a bucket of their own (granted the tunnel by ferry_tunnels).
+            other = curl("-H", "Authorization: Bearer " + mint("hank", tunnels=["rl"]), "-o", "/dev/null",
+                         "-w", "%{http_code}", f"{relay.url}/t/rl/hello")
+            self.assertEqual(other.stdout, b"200")
+            agent.stop()
+            self.assertEqual(relay.stop(), 0)
+        finally:
+            relay.stop()
+            up.stop()
+            relay.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class AgentRestart(unittest.TestCase):
