@@ -3,6 +3,7 @@
 // server): the session writes into ssh_out_, after_io() wraps it into WebSocket messages on
 // the socket's output, channel data is linked into consumers' output without copying, and
 // consumed() reopens the agent's window only once a consumer's socket took the bytes.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -48,7 +49,8 @@ ssh::session_config agent_session::make_config(agent_session* self, relay& r, re
     return c;
 }
 
-agent_session::agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id)
+agent_session::agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id,
+                             std::int64_t expires)
     : ws_server_connection(s, ws_opts(r.options())),
       r_(r),
       st_(r.state(s.id())),
@@ -56,7 +58,9 @@ agent_session::agent_session(relay& r, reactor::shard& s, std::string sub, std::
       id_(id),
       sess_(make_config(this, r, s)),
       ssh_timer_(s, [this] { on_ssh_timer(); }),
-      ping_timer_(s, [this] { on_ping_timer(); }) {
+      ping_timer_(s, [this] { on_ping_timer(); }),
+      expiry_timer_(s, [this] { on_expiry(); }),
+      expires_(expires) {
     st_.sessions[id_] = this;
 }
 
@@ -74,7 +78,26 @@ void agent_session::on_ws_open() {
     FERRY_LOG(info, "agent connected", {"session", id_}, {"sub", printable(sub_)}, {"shard", owner().id()});
     if (auto st = sess_.start(ssh_out_, now()); !st) return end("ssh start failed", false);
     ping_timer_.arm_after(r_.options().ping_interval);
+    if (expires_ > 0) {
+        const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count();
+        // Clamped to a year: a far-future `exp` must not overflow the timer's clock.
+        const std::int64_t left = std::clamp<std::int64_t>(expires_ + r_.options().verify.leeway - now_s, 0,
+                                                           365 * 24 * 3600);
+        expiry_timer_.arm_after(std::chrono::seconds(left));
+    }
     after_io();
+}
+
+void agent_session::on_expiry() {
+    if (done_) return;
+    // The token that authenticated this WebSocket has expired: say so in SSH, then end. The
+    // names stay leased to the owner, so an agent that reconnects with a fresh token takes
+    // them back at once and waiting consumers are served.
+    sess_.disconnect(ssh::disconnect_reason::by_application, "token expired", ssh_out_);
+    after_io();
+    end("token expired", false);
 }
 
 void agent_session::on_ws_data(const ws::event& ev, slice payload) {
@@ -393,6 +416,7 @@ void agent_session::end(std::string why, bool clean) {
     release_names(clean);
     ssh_timer_.cancel();
     ping_timer_.cancel();
+    expiry_timer_.cancel();
     auto chans = std::move(chans_);
     chans_.clear();
     for (auto& [id, c] : chans) c->ssh_gone();

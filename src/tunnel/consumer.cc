@@ -173,6 +173,7 @@ void consumer_conn::dispatch() {
                         jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
         }
         std::string sub = (*c)->sub;
+        const std::int64_t expires = (*c)->exp ? *(*c)->exp : 0;
         if (!r_.names().add_agent(sub, o.max_agents_per_user)) {
             return fail(ingress::error_kind::rate_limited, "too many agent connections for this user", 60);
         }
@@ -181,8 +182,8 @@ void consumer_conn::dispatch() {
         all.append_copy(head_);
         all.append(std::move(in_));
         relay* rp = &r_;
-        auto st = hand_over(owner().id(), std::move(all), [rp, sub, id](reactor::shard& s) {
-            return std::make_unique<agent_session>(*rp, s, sub, id);
+        auto st = hand_over(owner().id(), std::move(all), [rp, sub, id, expires](reactor::shard& s) {
+            return std::make_unique<agent_session>(*rp, s, sub, id, expires);
         });
         if (!st) {
             r_.names().remove_agent(sub);

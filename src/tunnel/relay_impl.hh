@@ -65,7 +65,9 @@ class agent_session final : public ws_server_connection,
                             private ssh::connection_policy,
                             private ssh::auth_policy {
 public:
-    agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id);
+    // `expires`: the token's `exp` (unix seconds; 0 = none). The session ends when it passes
+    // (plus the verifier's leeway): an agent must reconnect with a fresh token (R4).
+    agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id, std::int64_t expires = 0);
     ~agent_session() override;
 
     // ---- for consumers on this shard ----
@@ -109,6 +111,7 @@ private:
     consumer_conn* find(std::uint32_t id);
     void on_ssh_timer();
     void on_ping_timer();
+    void on_expiry();
     // Wraps what the SSH session wrote into WebSocket binary messages; re-arms tick().
     void after_io();
     void end(std::string why, bool clean);
@@ -125,6 +128,8 @@ private:
     buffer_chain ssh_out_;
     reactor::timer ssh_timer_;
     reactor::timer ping_timer_;
+    reactor::timer expiry_timer_;
+    std::int64_t expires_ = 0;
     reactor::shard::clock::time_point last_pong_{};
     std::vector<forward> forwards_;
     std::unordered_map<std::uint32_t, reactor::ref_ptr<consumer_conn>> chans_;

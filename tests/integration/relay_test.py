@@ -254,6 +254,36 @@ class RateLimit(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class TokenExpiry(unittest.TestCase):
+    def test_agent_session_ends_when_its_token_expires(self):
+        """R4: the session the token opened ends when the token expires (leeway 0 here); the
+        name stays leased, so an agent with a fresh token takes it back."""
+        tmp = tempfile.mkdtemp(prefix="ferry-expiry-")
+        relay = Relay(FERRYD, "--jwt-leeway-s", "0", "--lease-s", "30", shards=1)
+        up = Upstream()
+        try:
+            t0 = time.time()
+            short = SshAgent(relay.port, write_token(tmp, mint("ivy", ttl=3), "short"), [("exp", up.port)])
+            relay.log.wait_for(['"tunnel up"', '"exp"'], timeout=20)
+            i = relay.log.wait_for(['"agent gone"', "token expired"], timeout=20)
+            took = time.time() - t0
+            self.assertGreater(took, 2.0)
+            self.assertLess(took, 12.0)
+            relay.log.wait_for(['"tunnel down"', "leased to its owner"], timeout=5, start=i - 5)
+            short.stop()
+            fresh = SshAgent(relay.port, write_token(tmp, mint("ivy"), "fresh"), [("exp", up.port)])
+            relay.log.wait_for(['"tunnel up"', '"exp"'], timeout=20, start=i)
+            r = curl("-H", "Authorization: Bearer " + mint("ivy"), f"{relay.url}/t/exp/hello")
+            self.assertEqual(r.stdout, b"hello from upstream\n")
+            fresh.stop()
+            self.assertEqual(relay.stop(), 0)
+        finally:
+            relay.stop()
+            up.stop()
+            relay.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class AgentRestart(unittest.TestCase):
     def test_kill_and_restart_takes_over_and_queued_requests_succeed(self):
         tmp = tempfile.mkdtemp(prefix="ferry-restart-")
