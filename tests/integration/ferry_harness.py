@@ -50,6 +50,7 @@ class LogReader:
     """Collects a process's stderr lines in a thread; wait_for() blocks until one matches."""
 
     def __init__(self, stream):
+        self.stream = stream
         self.lines = []
         self.cv = threading.Condition()
         self.t = threading.Thread(target=self._run, args=(stream,), daemon=True)
@@ -76,6 +77,13 @@ class LogReader:
                     raise AssertionError(f"no log line with {want} in {timeout}s; log:\n" +
                                          "\n".join(self.lines[-40:]))
                 self.cv.wait(left)
+
+    def close(self):
+        """After the process exited: wait for the last lines, then close the pipe (a child that
+        inherited it may keep it open: then it is left to the garbage collector)."""
+        self.t.join(timeout=2)
+        if not self.t.is_alive():
+            self.stream.close()
 
     def count(self, text):
         with self.cv:
@@ -124,6 +132,7 @@ class Relay:
                 self.proc.kill()
                 self.proc.wait()
         self.proc.stdout.close()
+        self.log.close()
         return self.proc.returncode
 
     def cleanup(self):
@@ -275,6 +284,7 @@ class SshAgent:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.close()
         return self.proc.returncode
 
 

@@ -145,6 +145,7 @@ class RelayWithAgent(unittest.TestCase):
             h.update(chunk)
             got += len(chunk)
         p.wait()
+        p.stdout.close()
         dt = time.time() - t0
         self.assertEqual(p.returncode, 0)
         self.assertEqual(got, n)
@@ -299,9 +300,12 @@ class AgentRestart(unittest.TestCase):
             with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
                 def req():
                     c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=40)
-                    c.request("GET", "/t/llm/hello", headers=hdr)
-                    r = c.getresponse()
-                    return r.status, r.read()
+                    try:
+                        c.request("GET", "/t/llm/hello", headers=hdr)
+                        r = c.getresponse()
+                        return r.status, r.read()
+                    finally:
+                        c.close()
                 time.sleep(0.5)
                 futs = [ex.submit(req) for _ in range(3)]
                 time.sleep(1.0)
