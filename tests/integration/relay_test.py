@@ -255,6 +255,66 @@ class RateLimit(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class Limits(unittest.TestCase):
+    """The queue bound, the queue wait and the first-byte timeout, each with its answer."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ferry-limits-")
+        self.up = Upstream()
+
+    def tearDown(self):
+        self.up.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_first_byte_timeout_answers_504(self):
+        relay = Relay(FERRYD, "--first-byte-timeout-ms", "1000", "--user-rate-limit", "0", shards=1)
+        try:
+            agent = SshAgent(relay.port, write_token(self.tmp, mint("jo")), [("slow", self.up.port)])
+            relay.log.wait_for(['"tunnel up"', '"slow"'], timeout=20)
+            t0 = time.time()
+            r = curl("-i", "-H", "Authorization: Bearer " + mint("jo"), f"{relay.url}/t/slow/slow?s=4")
+            took = time.time() - t0
+            self.assertIn(b" 504 ", r.stdout.split(b"\r\n")[0], r.stdout[:300])
+            self.assertIn(b"upstream_timeout", r.stdout)
+            self.assertLess(took, 3.5)
+            # A fast request on the same tunnel is unaffected.
+            r = curl("-H", "Authorization: Bearer " + mint("jo"), f"{relay.url}/t/slow/hello")
+            self.assertEqual(r.stdout, b"hello from upstream\n")
+            agent.stop()
+            self.assertEqual(relay.stop(), 0, relay.log.text()[-3000:])
+        finally:
+            relay.stop()
+            relay.cleanup()
+
+    def test_queue_bound_and_wait_limit(self):
+        relay = Relay(FERRYD, "--queue-max", "1", "--queue-wait-ms", "2000", "--lease-s", "60",
+                      "--user-rate-limit", "0", shards=1)
+        try:
+            agent = SshAgent(relay.port, write_token(self.tmp, mint("kai")), [("q", self.up.port)])
+            relay.log.wait_for(['"tunnel up"', '"q"'], timeout=20)
+            agent.stop(kill=True)
+            relay.log.wait_for(['"tunnel down"', "leased to its owner"], timeout=20)
+            hdr = ["-H", "Authorization: Bearer " + mint("kai")]
+            waiting = subprocess.Popen(["curl", "-sS", "-i", "--max-time", "20", *hdr, f"{relay.url}/t/q/hello"],
+                                       stdout=subprocess.PIPE)
+            time.sleep(0.5)
+            # The queue (1) is taken: the next request is refused at once.
+            t0 = time.time()
+            r = curl("-i", *hdr, f"{relay.url}/t/q/hello")
+            self.assertLess(time.time() - t0, 1.5)
+            self.assertIn(b" 503 ", r.stdout.split(b"\r\n")[0], r.stdout[:300])
+            self.assertIn(b"tunnel_busy", r.stdout)
+            self.assertIn(b"retry-after:", r.stdout.lower())
+            # The queued one gives up after the wait limit with 503 tunnel_offline.
+            out, _ = waiting.communicate(timeout=20)
+            self.assertIn(b" 503 ", out.split(b"\r\n")[0], out[:300])
+            self.assertIn(b"tunnel_offline", out)
+            self.assertEqual(relay.stop(), 0, relay.log.text()[-3000:])
+        finally:
+            relay.stop()
+            relay.cleanup()
+
+
 class TokenExpiry(unittest.TestCase):
     def test_agent_session_ends_when_its_token_expires(self):
         """R4: the session the token opened ends when the token expires (leeway 0 here); the
