@@ -28,6 +28,7 @@
 #include "proto/ssh/cipher.hh"
 #include "proto/ssh/packet.hh"
 #include "proto/ssh/transport.hh"
+#include "ssh_fuzz_common.hh"
 
 namespace ferry::ssh {
 struct transport_test_access {
@@ -42,50 +43,9 @@ using namespace ferry::ssh;
 
 namespace ssh_fuzz {
 
-class fuzz_rng final : public rng {
-public:
-    explicit fuzz_rng(std::uint64_t s) : s_(s * 0x9E3779B97F4A7C15ull + 1) {}
-    status fill(mut_bytes out) noexcept override {
-        for (auto& b : out) {
-            s_ ^= s_ << 13;
-            s_ ^= s_ >> 7;
-            s_ ^= s_ << 17;
-            b = std::byte(s_ >> 24);
-        }
-        return {};
-    }
+using ssh_fuzz_common::fuzz_rng;
 
-private:
-    std::uint64_t s_;
-};
-
-class chunks {
-public:
-    chunks(const std::uint8_t* p, std::size_t n) : p_(p), n_(n) {}
-    // Next chunk (empty at the end). A length past the end takes the rest.
-    std::vector<std::byte> next() {
-        if (n_ == 0) return {};
-        std::size_t k = p_[0];
-        ++p_;
-        --n_;
-        if (k == 0xff && n_ >= 2) {
-            k = (std::size_t(p_[0]) << 8) | p_[1];
-            p_ += 2;
-            n_ -= 2;
-        }
-        if (k > n_) k = n_;
-        std::vector<std::byte> c(reinterpret_cast<const std::byte*>(p_),
-                                 reinterpret_cast<const std::byte*>(p_) + k);
-        p_ += k;
-        n_ -= k;
-        return c;
-    }
-    bool done() const { return n_ == 0; }
-
-private:
-    const std::uint8_t* p_;
-    std::size_t n_;
-};
+using ssh_fuzz_common::chunks;
 
 const std::byte kHostSeed[32] = {std::byte{0x40}, std::byte{0x41}, std::byte{0x42}};
 
