@@ -305,12 +305,18 @@ void consumer_conn::start_exchange(agent_session* s) {
     ssh_ = reactor::ref_ptr<agent_session>(s);
     chan_ = *id;
     ph_ = phase::opening;
-    const std::string tp = make_traceparent(h);
+    // traceparent into a stack buffer: no allocation per request.
+    char tp[ingress::traceparent_size];
+    {
+        std::byte rnd[24];
+        st_.random(rnd);
+        ingress::make_traceparent(ingress::incoming_traceparent(h), std::span<const std::byte, 24>(rnd), tp);
+    }
     ingress::forward_context ctx;
     ctx.client_ip = client_ip_;
     ctx.tls = r_.options().tls;
     ctx.request_id = request_id_;
-    ctx.traceparent = tp;
+    ctx.traceparent = std::string_view(tp, sizeof tp);
     ctx.keep_authorization = r_.options().forward_authorization;
     if (auto st = ingress::write_upstream_head(up_, h, route_, ctx); !st) {
         return fail(ingress::error_kind::bad_request, "request head cannot be forwarded");
@@ -322,12 +328,6 @@ void consumer_conn::start_exchange(agent_session* s) {
     timer_.arm_after(r_.options().first_byte_timeout);
     if (s->output_high()) ssh_backpressure(true);
     update_reading();
-}
-
-std::string consumer_conn::make_traceparent(const http1::request_head& h) {
-    std::byte rnd[24];
-    st_.random(rnd);
-    return ingress::make_traceparent(ingress::incoming_traceparent(h), std::span<const std::byte, 24>(rnd));
 }
 
 void consumer_conn::channel_opened() {

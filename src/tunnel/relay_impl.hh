@@ -182,7 +182,6 @@ private:
     void wait_for_tunnel();
     void leave_queue();
     void start_exchange(agent_session* s);
-    std::string make_traceparent(const http1::request_head& h);
     void pump_up();             // request head and body toward the channel
     void update_reading();
     void response_bytes(slice piece);
