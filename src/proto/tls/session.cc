@@ -368,7 +368,16 @@ result<event> session::next(bytes& in, buffer_chain& out) noexcept {
             auto b0 = std::to_integer<std::uint8_t>(in[0]);
             if (b0 != record_type_handshake) {
                 p.failed = true;
-                p.plaintext_http = b0 >= 'A' && b0 <= 'Z';
+                // HTTP: a method token (1-7 upper-case letters) and a space, as far as this
+                // first receive shows it. One capital letter alone is not enough: random bytes
+                // start with one about 1 time in 10 and must not get a plaintext answer.
+                std::size_t n = 0;
+                while (n < in.size() && n < 8) {
+                    const auto c = std::to_integer<std::uint8_t>(in[n]);
+                    if (c < 'A' || c > 'Z') break;
+                    ++n;
+                }
+                p.plaintext_http = n >= 1 && n <= 7 && n < in.size() && in[n] == std::byte{' '};
                 p.err = p.plaintext_http
                             ? error(errc::tls_handshake, "plain HTTP received on a TLS port (use https:// or wss://)")
                             : error(errc::tls_handshake, "not TLS: the first record is not a handshake");
