@@ -200,8 +200,8 @@ void check_request(std::string_view head, unsigned sel, std::string_view request
     }
     for (std::string_view hop : {"keep-alive", "proxy-connection", "te", "trailer", "upgrade"})
         CHECK(count(u, hop) == 0);
-    CHECK(count(u, "connection") == 1 && u.value("connection") == "close");
-    CHECK(!u.keep_alive && !u.upgrade);
+    CHECK(count(u, "connection") == 0);  // hop-by-hop: the agent decides upstream keep-alive
+    CHECK(u.keep_alive && !u.upgrade);
     CHECK(count(u, "x-request-id") == (request_id.empty() ? 0u : 1u));
     if (!request_id.empty()) CHECK(u.value("x-request-id") == request_id);
     CHECK(count(u, "traceparent") == 1 && u.value("traceparent") == ctx.traceparent);

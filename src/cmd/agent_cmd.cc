@@ -196,6 +196,8 @@ int agent_main(int argc, char** argv) {
     tm.ws_pong_timeout = ms(s.pong_timeout_ms);
     tm.keepalive_interval = ms(s.ping_interval_ms);
     tm.drain_timeout = ms(s.drain_ms);
+    tm.upstream_idle = ms(s.upstream_idle_ms);
+    o.upstream_keepalive = s.upstream_keepalive;
     tm.backoff.base = ms(s.backoff_initial_ms);
     tm.backoff.cap = ms(std::max(s.backoff_max_ms, s.backoff_initial_ms));
 

@@ -965,6 +965,16 @@ const table<agent_settings>& agent_table() {
             num_opt<A>("drain_ms", "--drain-ms", "FERRY_DRAIN_MS", K::duration,
                        "SIGTERM: in-flight requests get this long before the agent disconnects",
                        &A::drain_ms, 0, 600000));
+        v.push_back(num_opt<A>(
+            "upstream_keepalive", "--upstream-keepalive", "FERRY_UPSTREAM_KEEPALIVE", K::integer,
+            "Idle HTTP keep-alive connections to local targets kept per tunnel for the next "
+            "request; 0 = a new connection per request",
+            &A::upstream_keepalive, 0, 4096));
+        v.push_back(num_opt<A>("upstream_idle_ms", "--upstream-idle-ms", "FERRY_UPSTREAM_IDLE_MS",
+                               K::duration,
+                               "A kept upstream connection unused this long is closed; keep it "
+                               "below the target's own keep-alive timeout",
+                               &A::upstream_idle_ms, 100, 3600000));
         v.push_back(str_opt<A>("log_level", "--log-level", "FERRY_LOG_LEVEL",
                                "error|warn|info|debug|trace", "LEVEL", "Log verbosity",
                                &A::log_level, check_log_level));

@@ -15,6 +15,7 @@
 #include "proto/jwt/token.hh"
 #include "proto/ssh/session.hh"
 #include "reactor/shard.hh"
+#include "tunnel/exchange_tracker.hh"
 #include "tunnel/tls_transform.hh"
 #include "tunnel/ws_client.hh"
 
@@ -106,7 +107,7 @@ class agent_link;
 class agent_target final : public reactor::connection {
 public:
     agent_target(reactor::shard& s, agent_link* link, std::uint32_t id, std::string name,
-                 const agent_options& o);
+                 const agent_options& o, std::shared_ptr<target_pool> pool);
 
     std::uint32_t id() const noexcept { return id_; }
     const std::string& name() const noexcept { return name_; }
@@ -116,9 +117,14 @@ public:
     void ssh_data(slice piece);
     void ssh_eof();
     void ssh_writable() { pump(); }
-    void channel_closed();  // the peer's CLOSE (or ours answered): flush and go
+    void channel_closed();  // the peer's CLOSE (or ours answered): keep for the next channel, or flush and go
     void ssh_gone();        // the session ended: abort
     void backpressure(bool on);
+
+    // ---- from the pool ----
+    // A kept connection serves channel `id` of `link` (the channel is confirmed at once).
+    void bind(agent_link* link, std::uint32_t id);
+    void idle_expired();
 
 private:
     void on_open() override;
@@ -136,20 +142,69 @@ private:
     void repay();
     void maybe_finish();
     void on_timer();
+    bool keep_for_next() const;
 
     ref_ptr<agent_link> link_;  // null once the channel or the session is gone
+    std::shared_ptr<target_pool> pool_;  // null: upstream keep-alive off
     std::uint32_t id_;
     std::string name_;
     std::size_t watermark_;
     milliseconds close_timeout_;
     reactor::timer timer_;  // connect timeout, then settle re-checks, then the close deadline
     buffer_chain to_ssh_;   // read from the target, not yet taken by the channel
+    exchange_tracker exchange_;  // is the connection reusable after this channel?
     bool opened_ = false;
+    bool pooled_ = false;   // idle in the pool, bound to no channel
     bool window_pause_ = false, link_pause_ = false;
     bool eof_in_ = false, eof_sent_ = false, eof_out_ = false;
     bool above_high_ = false;
     bool closing_ = false;
     std::size_t owed_ = 0;  // bytes delivered to our output, not yet consumed() on the channel
+};
+
+// ---- idle upstream connections -------------------------------------------------------------------
+
+// Target connections whose last exchange left them reusable, per tunnel name, newest last (the
+// newest is taken first, so the oldest age out). Shared by the agent, its links and the
+// targets; the agent empties it when it finishes.
+class target_pool {
+public:
+    target_pool(std::uint32_t max_per_tunnel, milliseconds idle) : max_(max_per_tunnel), idle_(idle) {}
+    milliseconds idle_timeout() const noexcept { return idle_; }
+    bool put(agent_target* t) {
+        if (closed_) return false;
+        auto& v = idle_by_name_[t->name()];
+        if (v.size() >= max_) return false;
+        v.push_back(ref_ptr<agent_target>(t));
+        return true;
+    }
+    ref_ptr<agent_target> take(const std::string& name) {
+        auto it = idle_by_name_.find(name);
+        if (it == idle_by_name_.end() || it->second.empty()) return {};
+        ref_ptr<agent_target> t = std::move(it->second.back());
+        it->second.pop_back();
+        return t;
+    }
+    void remove(agent_target* t) {
+        auto it = idle_by_name_.find(t->name());
+        if (it == idle_by_name_.end()) return;
+        auto& v = it->second;
+        v.erase(std::remove_if(v.begin(), v.end(), [t](auto& p) { return p.get() == t; }), v.end());
+    }
+    // The agent is finishing: every idle connection closes, none is kept afterwards.
+    void close_all() {
+        closed_ = true;
+        auto all = std::move(idle_by_name_);
+        idle_by_name_.clear();
+        for (auto& [name, v] : all)
+            for (auto& t : v) t->idle_expired();
+    }
+
+private:
+    std::uint32_t max_;
+    milliseconds idle_;
+    bool closed_ = false;
+    std::unordered_map<std::string, std::vector<ref_ptr<agent_target>>> idle_by_name_;
 };
 
 // ---- the link: one WebSocket + SSH session to the relay ----------------------------------------------
@@ -214,6 +269,7 @@ private:
     ssh::rng& rng_;
     std::string token_;
     std::string user_;
+    std::shared_ptr<target_pool> pool_;  // null: upstream keep-alive off
     std::unique_ptr<ssh::session> sess_;
     buffer_chain sshout_;
     buffer_chain sink_;
@@ -239,8 +295,8 @@ private:
 // ---- agent_target implementation ----------------------------------------------------------------
 
 agent_target::agent_target(reactor::shard& s, agent_link* link, std::uint32_t id, std::string name,
-                           const agent_options& o)
-    : link_(link), id_(id), name_(std::move(name)), watermark_(o.target_watermark),
+                           const agent_options& o, std::shared_ptr<target_pool> pool)
+    : link_(link), pool_(std::move(pool)), id_(id), name_(std::move(name)), watermark_(o.target_watermark),
       close_timeout_(o.timings.close_timeout), timer_(s, [this] { on_timer(); }) {
     set_output_watermark(watermark_);
     timer_.arm_after(o.timings.target_connect_timeout);
@@ -259,7 +315,9 @@ void agent_target::on_open() {
 }
 
 void agent_target::on_timer() {
-    if (!opened_) {
+    if (pooled_) {
+        idle_expired();
+    } else if (!opened_) {
         // Connect timeout: on_close reports the refusal.
         if (link_) link_->target_failed(this, "connect timeout");
         link_.reset();
@@ -272,11 +330,21 @@ void agent_target::on_timer() {
 }
 
 void agent_target::on_data(slice s) {
+    if (pooled_) {  // an idle upstream has nothing to say: it cannot be trusted for the next request
+        idle_expired();
+        return;
+    }
+    if (pool_) exchange_.response_bytes(s.view());
     to_ssh_.append(std::move(s));
     pump();
 }
 
 void agent_target::on_read_eof() {
+    if (pooled_) {  // the upstream closed an idle connection (its keep-alive timeout)
+        idle_expired();
+        return;
+    }
+    if (pool_) exchange_.response_eof();
     eof_in_ = true;
     pump();
     maybe_finish();
@@ -309,6 +377,7 @@ void agent_target::pump() {
 void agent_target::ssh_data(slice piece) {
     const std::size_t n = piece.size();
     if (link_) link_->count_to_target(n);
+    if (pool_) exchange_.request_bytes(piece.view());
     (void)send(std::move(piece));  // errc::closed once closing: nowhere to go, nothing owed
     owed_ += n;
     settle();
@@ -347,10 +416,28 @@ void agent_target::maybe_finish() {
     }
 }
 
+bool agent_target::keep_for_next() const {
+    return pool_ && opened_ && !closing_ && !eof_in_ && !eof_out_ && to_ssh_.empty() &&
+           output_pending() == 0 && exchange_.reusable();
+}
+
 void agent_target::channel_closed() {
     link_.reset();
     if (!opened_) {
         close(close_mode::abort);
+        return;
+    }
+    if (keep_for_next() && pool_->put(this)) {
+        // Idle until the next channel of this tunnel; reading stays on so that the upstream
+        // closing it (or saying anything) is seen at once.
+        pooled_ = true;
+        owed_ = 0;
+        to_ssh_.clear();
+        timer_.arm_after(pool_->idle_timeout());
+        if (window_pause_ || link_pause_) {
+            window_pause_ = link_pause_ = false;
+            resume_reading();
+        }
         return;
     }
     closing_ = true;
@@ -370,8 +457,31 @@ void agent_target::backpressure(bool on) {
     else resume_reading();
 }
 
+void agent_target::bind(agent_link* link, std::uint32_t id) {
+    pooled_ = false;
+    timer_.cancel();
+    link_ = ref_ptr<agent_link>(link);
+    id_ = id;
+    exchange_.reset();
+    eof_in_ = eof_sent_ = eof_out_ = false;
+    owed_ = 0;
+}
+
+void agent_target::idle_expired() {
+    if (!pooled_) return;
+    pooled_ = false;
+    if (pool_) pool_->remove(this);
+    closing_ = true;
+    timer_.arm_after(close_timeout_);
+    close(close_mode::flush);
+}
+
 void agent_target::on_close(const error& why) {
     timer_.cancel();
+    if (pooled_) {
+        pooled_ = false;
+        if (pool_) pool_->remove(this);
+    }
     if (!link_) return;
     auto l = std::move(link_);
     if (!opened_) {
@@ -388,7 +498,7 @@ void agent_target::on_close(const error& why) {
 agent_link::agent_link(reactor::shard& s, agent& a, ws_client_options wo, ssh::rng& rng, std::string token,
                        std::string user)
     : ws_client_connection(s, std::move(wo), rng), agent_(&a), shard_(s), opt_(a.opt_), rng_(rng),
-      token_(std::move(token)), user_(std::move(user)),
+      token_(std::move(token)), user_(std::move(user)), pool_(a.pool_),
       ssh_timer_(s, [this] {
           if (!sess_ || ending_) return;
           auto ev = sess_->tick(sshout_, now());
@@ -670,8 +780,20 @@ void agent_link::on_open_request(const ssh::conn_event& ev) {
         FERRY_LOG(info, "channel refused: agent shutting down", {"tunnel", tun->name});
         return refuse(ssh::open_failure::administratively_prohibited, "agent shutting down");
     }
-    auto up = std::make_unique<agent_target>(shard_, this, ev.id, tun->name, opt_);
+    if (pool_) {
+        if (ref_ptr<agent_target> kept = pool_->take(tun->name)) {
+            // A kept upstream connection: no connect, the channel is confirmed at once.
+            kept->bind(this, ev.id);
+            chans_[ev.id] = kept;
+            if (agent_) ++agent_->stats_.upstream_reused;
+            target_connected(kept.get());
+            if (output_high()) kept->backpressure(true);
+            return;
+        }
+    }
+    auto up = std::make_unique<agent_target>(shard_, this, ev.id, tun->name, opt_, pool_);
     auto c = shard_.connect(tun->target, std::move(up));
+    if (c && agent_) ++agent_->stats_.upstream_connects;
     if (!c) {
         FERRY_LOG(warn, "channel refused: cannot connect to target", {"tunnel", tun->name},
                   {"target", tun->target_text}, {"error", c.err().detail});
@@ -896,10 +1018,15 @@ agent::agent(reactor::shard& s, agent_options o, ssh::rng& random, std::function
     : shard_(s), opt_(std::move(o)), rng_(random), on_exit_(std::move(on_exit)),
       verifier_(opt_.known_hosts, known_hosts_name(opt_.relay_host, opt_.relay_port)),
       backoff_(opt_.timings.backoff, opt_.uniform ? opt_.uniform : default_uniform()),
-      retry_timer_(s, [this] { attempt(); }) {}
+      retry_timer_(s, [this] { attempt(); }) {
+    if (opt_.upstream_keepalive > 0) {
+        pool_ = std::make_shared<target_pool>(opt_.upstream_keepalive, opt_.timings.upstream_idle);
+    }
+}
 
 agent::~agent() {
     retry_timer_.cancel();
+    if (pool_) pool_->close_all();
     if (link_) {
         link_->detach_agent();
         link_->abandon("agent destroyed");
@@ -1012,6 +1139,7 @@ void agent::finish(int code) {
     if (finished_) return;
     finished_ = true;
     state_ = agent_state::stopped;
+    if (pool_) pool_->close_all();
     exit_code_ = code;
     // on_exit runs from a timer, never from inside a link's callbacks, so the embedder may
     // react (post, stop the engine) without the agent's call stack under it.

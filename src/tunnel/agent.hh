@@ -101,6 +101,7 @@ struct agent_timings {
     unsigned keepalive_max_outstanding = 3;
     milliseconds drain_timeout{10'000};           // in-flight channels after stop()
     milliseconds close_timeout{3'000};            // WebSocket close handshake, target flushes
+    milliseconds upstream_idle{4'000};            // a kept upstream connection unused this long closes
     backoff_policy backoff{};
 };
 
@@ -129,6 +130,9 @@ struct agent_options {
     }();
     std::size_t target_watermark = 1 << 20;      // queued bytes per target socket
     std::uint32_t max_channels = 1024;
+    // Upstream keep-alive: idle target connections kept per tunnel after an HTTP exchange that
+    // allows it, for the next channel (no connect per request); 0 = a connection per channel.
+    std::uint32_t upstream_keepalive = 32;
     // [0, 1) for the backoff's jitter; null: a generator seeded from the system.
     std::function<double()> uniform;
 };
@@ -146,11 +150,14 @@ struct agent_stats {
     std::uint64_t forwards_ok = 0, forwards_refused = 0;
     std::uint64_t channels = 0;          // channels served (confirmed)
     std::uint64_t channels_refused = 0;  // not configured, target down, draining
+    std::uint64_t upstream_connects = 0; // new target connections
+    std::uint64_t upstream_reused = 0;   // channels served on a kept target connection
     std::uint64_t bytes_to_target = 0, bytes_from_target = 0;
     std::uint32_t last_rtt_ms = 0;       // WebSocket ping round trip
 };
 
 class agent_link;
+class target_pool;
 
 class agent {
 public:
@@ -184,6 +191,7 @@ private:
     ssh::rng& rng_;
     std::function<void(int)> on_exit_;
     known_hosts_verifier verifier_;
+    std::shared_ptr<target_pool> pool_;  // idle upstream connections (links and targets share it)
     backoff backoff_;
     reactor::timer retry_timer_;
     reactor::ref_ptr<agent_link> link_;

@@ -540,7 +540,7 @@ status write_upstream_head(buffer_chain& out, const http1::request_head& h, cons
         put(ctx.client_ip);
     }
 
-    header add[9];
+    header add[8];
     std::size_t n = 0;
     if (at) add[n++] = {"X-Forwarded-For", sv(xff, at)};
     add[n++] = {"X-Forwarded-Proto", ctx.tls ? "https" : "http"};
@@ -550,7 +550,9 @@ status write_upstream_head(buffer_chain& out, const http1::request_head& h, cons
     if (!ctx.traceparent.empty()) add[n++] = {"traceparent", ctx.traceparent};
     // HTTP/1.1 upstream needs a Host; an HTTP/1.0 consumer may have sent none.
     if (!h.find("host")) add[n++] = {"Host", r.tunnel};
-    add[n++] = {"Connection", "close"};
+    // No `Connection: close`: the channel carries one request and the relay closes it when the
+    // response is complete, while the upstream connection may stay open for the agent's next
+    // channel (ferry agent's upstream keep-alive; a plain `ssh -R` closes it with the channel).
 
     http1::rewrite rw;
     rw.strip_hop_by_hop = false;  // done by `drop`, which also protects the framing fields

@@ -161,9 +161,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         self.server.seen.put({"path": self.path, "headers": dict(self.headers.items()),
-                              "method": self.command})
+                              "method": self.command, "peer": self.client_address[1]})
         if u.path == "/hello":
             return self._send(200, b"hello from upstream\n")
+        if u.path == "/close":  # answers, then closes the connection (Connection: close)
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"bye\n")
+            return None
+        if u.path == "/quiet-close":  # a keep-alive answer, then closes anyway (an idle timeout)
+            self.close_connection = True
+            return self._send(200, b"quiet\n")
         if u.path == "/headers":
             return self._send(200, json.dumps(dict(self.headers.items())).encode(), "application/json")
         if u.path == "/bytes":
@@ -200,7 +211,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.server.seen.put({"path": self.path, "headers": dict(self.headers.items()),
-                              "method": self.command})
+                              "method": self.command, "peer": self.client_address[1]})
         h = hashlib.sha256()
         n = 0
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

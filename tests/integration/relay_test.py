@@ -403,6 +403,7 @@ class FerryAgent:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            self.log.close()
         return self.proc.returncode
 
 
@@ -453,6 +454,77 @@ class WithFerryAgent(unittest.TestCase):
             finally:
                 self.assertEqual(agent.stop(), 0, agent.log.text())
                 relay2.stop()
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
+    def seen_peers(self):
+        """Upstream source ports of the requests seen since the last call, in order."""
+        out = []
+        while not self.up.server.seen.empty():
+            out.append(self.up.server.seen.get().get("peer"))
+        return out
+
+    def test_upstream_keep_alive(self):
+        # ferry agent keeps the upstream connection of a finished exchange for the next channel.
+        relay = Relay(FERRYD, shards=1)
+        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp, "--upstream-idle-ms", "1500")
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            self.seen_peers()
+            for _ in range(5):  # a new consumer connection each time: one upstream connection
+                self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            body = pattern(256 << 10, seed=3)
+            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+            c.request("POST", "/t/web/echo", body=body, headers=self.hdr)
+            self.assertEqual(json.loads(c.getresponse().read())["sha256"], hashlib.sha256(body).hexdigest())
+            c.close()
+            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+            c.request("HEAD", "/t/web/hello", headers=self.hdr)
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b""))
+            c.close()
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            peers = self.seen_peers()
+            self.assertEqual(len(peers), 8)
+            self.assertEqual(len(set(peers)), 1, peers)
+            kept = peers[0]
+            # Connection: close from the upstream: the next request needs a new connection.
+            self.assertEqual(self.get(relay.port, "/t/web/close"), (200, b"bye\n"))
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            p = self.seen_peers()
+            self.assertEqual(p[0], kept)
+            self.assertNotEqual(p[1], kept)
+            kept = p[1]
+            # The upstream closes a connection it said it would keep: the agent drops it.
+            self.assertEqual(self.get(relay.port, "/t/web/quiet-close"), (200, b"quiet\n"))
+            time.sleep(0.3)
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            p = self.seen_peers()
+            self.assertEqual(p[0], kept)
+            self.assertNotEqual(p[1], kept)
+            kept = p[1]
+            # Unused for longer than --upstream-idle-ms: closed by the agent, a new one next.
+            time.sleep(2.0)
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            p = self.seen_peers()
+            self.assertNotEqual(p[0], kept)
+            self.assertEqual(agent.stop(), 0, agent.log.text())
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
+    def test_upstream_keep_alive_off(self):
+        relay = Relay(FERRYD, shards=1)
+        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp, "--upstream-keepalive", "0")
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            self.seen_peers()
+            for _ in range(3):
+                self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            self.assertEqual(len(set(self.seen_peers())), 3)
         finally:
             agent.stop()
             relay.stop()

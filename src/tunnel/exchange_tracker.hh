@@ -1,0 +1,59 @@
+#pragma once
+// Follows one HTTP/1.1 exchange on a connection it does not own: the request bytes going to an
+// upstream and the response bytes coming back. Its only question is whether the connection may
+// carry another exchange afterwards (the agent keeps such upstream connections for the next
+// channel: docs/architecture.md, "Upstream keep-alive"). It never changes, copies out or holds
+// back the stream; anything it cannot follow (not HTTP, a head over the limit, a framing error,
+// an upgrade, a second request on the channel) only makes the connection not reusable.
+//
+// Sans-IO and single-threaded; one per upstream connection, reset() between exchanges.
+#include <cstdint>
+#include <string>
+
+#include "proto/base/buffer.hh"
+#include "proto/http1/body.hh"
+#include "proto/http1/parser.hh"
+
+namespace ferry::tunnel {
+
+class exchange_tracker {
+public:
+    exchange_tracker();
+
+    // A new exchange starts on the same connection.
+    void reset();
+    // Bytes toward the upstream, in order (the request, as the relay rewrote it).
+    void request_bytes(bytes b);
+    // Bytes from the upstream, in order.
+    void response_bytes(bytes b);
+    // The upstream closed its side: an until-close body ends here (never reusable anyway).
+    void response_eof();
+
+    // Any byte of a response (interim ones included) has arrived.
+    bool response_started() const noexcept { return resp_seen_; }
+    // The final response is complete (its body framing says so).
+    bool response_complete() const noexcept { return resp_ == side::done; }
+    // Both messages are complete, both sides allow keep-alive, nothing came after them: the
+    // connection is idle and may carry the next exchange.
+    bool reusable() const noexcept {
+        return req_ == side::done && resp_ == side::done && keep_alive_;
+    }
+
+private:
+    enum class side : std::uint8_t { head, body, done, broken };
+    void parse_request_head();
+    void parse_response_head();
+    void request_body(bytes b);
+    void response_body(bytes b);
+
+    side req_ = side::head;
+    side resp_ = side::head;
+    bool keep_alive_ = false;  // both heads allow another message
+    bool resp_seen_ = false;
+    std::string req_head_, resp_head_;  // head bytes so far (bounded by the parsers' limits)
+    http1::request_parser req_parser_;
+    http1::response_parser resp_parser_;
+    http1::body_reader req_body_, resp_body_;
+};
+
+}  // namespace ferry::tunnel
