@@ -146,7 +146,7 @@ struct agent_settings {
     std::uint32_t backoff_initial_ms = 2000;     // first retry is immediate, then this, x2, +-30%
     std::uint32_t backoff_max_ms = 60000;
     std::uint32_t drain_ms = 10000;  // SIGTERM: in-flight channels get this long
-    std::uint32_t upstream_keepalive = 32;    // idle upstream connections kept per tunnel; 0 = off
+    std::uint32_t upstream_keepalive = 128;   // idle upstream connections kept per tunnel; 0 = off
     std::uint32_t upstream_idle_ms = 4000;    // a kept upstream connection unused this long closes
 
     std::string log_level = "info";

@@ -132,7 +132,7 @@ struct agent_options {
     std::uint32_t max_channels = 1024;
     // Upstream keep-alive: idle target connections kept per tunnel after an HTTP exchange that
     // allows it, for the next channel (no connect per request); 0 = a connection per channel.
-    std::uint32_t upstream_keepalive = 32;
+    std::uint32_t upstream_keepalive = 128;
     // [0, 1) for the backoff's jitter; null: a generator seeded from the system.
     std::function<double()> uniform;
 };

@@ -24,6 +24,9 @@ namespace ferry::tunnel {
 namespace {
 
 constexpr std::size_t kOutputWatermark = 1 << 20;
+// Bytes read ahead (pipelined requests, or the start of a body not yet sent) before reading
+// pauses.
+constexpr std::size_t kPipelineBuffer = 64 * 1024;
 
 std::int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(
@@ -388,9 +391,18 @@ void consumer_conn::pump_up() {
 
 void consumer_conn::update_reading() {
     // Read when a head is expected, or while the request body flows and the agent takes it.
-    const bool want =
-        ph_ == phase::head ||
-        (ph_ == phase::streaming && !req_body_done_ && up_.empty() && !ssh_pause_);
+    // Otherwise (queued, opening, waiting for the response) reading stays on until
+    // kPipelineBuffer bytes of what follows are held: a keep-alive client sends nothing until
+    // it has its answer, so pausing there cost a cancel and a re-armed receive per request,
+    // and a consumer that goes away is noticed at once (its channel is closed).
+    bool want;
+    if (ph_ == phase::head) {
+        want = true;
+    } else if (ph_ == phase::streaming && !req_body_done_) {
+        want = up_.empty() && !ssh_pause_;
+    } else {
+        want = ph_ != phase::draining && in_.size() < kPipelineBuffer;
+    }
     if (want == !paused_) return;
     paused_ = !want;
     if (paused_) {
