@@ -691,6 +691,12 @@ void shard::timer_remove(timer* t) noexcept {
     t->index_ = timer::npos;
 }
 
+void shard::timer_moved(timer* t) noexcept {
+    FERRY_DASSERT(t->index_ < heap_.size() && heap_[t->index_] == t);
+    heap_down(t->index_);
+    heap_up(t->index_);
+}
+
 void shard::heap_up(std::uint32_t i) noexcept {
     while (i > 0) {
         std::uint32_t parent = (i - 1) / 2;

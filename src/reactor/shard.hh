@@ -179,6 +179,7 @@ private:
 
     // timers
     void timer_add(timer* t) noexcept;
+    void timer_moved(timer* t) noexcept;  // an armed timer's deadline changed
     void timer_remove(timer* t) noexcept;
     void heap_up(std::uint32_t i) noexcept;
     void heap_down(std::uint32_t i) noexcept;

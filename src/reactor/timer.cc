@@ -11,7 +11,14 @@ timer::~timer() { cancel(); }
 
 void timer::arm_at(clock::time_point when) noexcept {
     FERRY_DASSERT(shard_->on_this_thread());
-    if (armed()) shard_->timer_remove(this);
+    if (armed()) {
+        // Re-arming is frequent (sessions re-arm their deadline after every I/O, connections
+        // their timeouts per request) and often to the same instant: move in place, or not at all.
+        if (when == when_) return;
+        when_ = when;
+        shard_->timer_moved(this);
+        return;
+    }
     when_ = when;
     shard_->timer_add(this);
 }
