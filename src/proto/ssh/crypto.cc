@@ -2,6 +2,7 @@
 
 // wolfCrypt: options.h first, so its struct layouts match the library we link (docs/wolfssl.md).
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/chacha.h>
 #include <wolfssl/wolfcrypt/curve25519.h>
 #include <wolfssl/wolfcrypt/ed25519.h>
 #include <wolfssl/wolfcrypt/hmac.h>
@@ -24,21 +25,28 @@ inline const byte* msg_ptr(bytes b) noexcept { return b.empty() ? kEmpty : u8p(b
 
 // ---- rng -------------------------------------------------------------------------------------
 
-// Every Hash_DRBG request costs a fixed few SHA-256 blocks and big-number adds whatever its
-// size, and the data path asks for a few bytes at a time (packet padding, request ids): a
-// profile of the relay at 17k requests/s had 20% of its CPU in DRBG bookkeeping. So output
-// is drawn 4 KiB at a time and handed out from a buffer whose used part is wiped at once.
+// The data path asks for a few bytes at a time (packet padding, request ids, traceparent), and
+// every Hash_DRBG request costs a fixed few SHA-256 blocks and big-number adds whatever its size:
+// a profile of the relay at 17k requests/s had 20% of its CPU there. Small requests are therefore
+// served from a ChaCha20 keystream with fast key erasure: each 4 KiB block's first 32 bytes key
+// the next block and are wiped, so the state never lets anyone recompute bytes already handed
+// out; the key comes from the DRBG at start and again every 256 blocks (1 MiB). Handed-out bytes
+// are wiped from the buffer. Requests of 1 KiB or more go to the DRBG directly.
 struct system_rng::impl {
     static constexpr std::size_t kBuffer = 4096;
+    static constexpr unsigned kReseedBlocks = 256;
     WC_RNG rng;
+    ChaCha cc;
     bool ok = false;
+    unsigned blocks = 0;   // keystream blocks since the last DRBG key
     std::size_t left = 0;  // unused bytes at the end of buf
     std::byte buf[kBuffer];
     ~impl() {
         wipe(mut_bytes(buf, kBuffer));
+        wipe(mut_bytes(reinterpret_cast<std::byte*>(&cc), sizeof cc));
         if (ok) wc_FreeRng(&rng);
     }
-    bool generate(std::byte* out, std::size_t n) noexcept {
+    bool drbg(std::byte* out, std::size_t n) noexcept {
         // wolfCrypt caps one request (RNG_MAX_BLOCK_LEN); larger ones are split.
         constexpr std::size_t chunk = 0x10000;
         while (n > 0) {
@@ -47,6 +55,27 @@ struct system_rng::impl {
             out += k;
             n -= k;
         }
+        return true;
+    }
+    bool rekey(const std::byte* key) noexcept {
+        static constexpr byte zero_iv[CHACHA_IV_BYTES] = {};
+        return wc_Chacha_SetKey(&cc, u8p(key), CHACHA_MAX_KEY_SZ) == 0 && wc_Chacha_SetIV(&cc, zero_iv, 0) == 0;
+    }
+    bool refill() noexcept {
+        if (blocks == 0 || blocks >= kReseedBlocks) {
+            std::byte key[CHACHA_MAX_KEY_SZ];
+            const bool got = drbg(key, sizeof key) && rekey(key);
+            wipe(mut_bytes(key, sizeof key));
+            if (!got) return false;
+            blocks = 0;
+        }
+        std::memset(buf, 0, kBuffer);
+        if (wc_Chacha_Process(&cc, u8p(buf), u8p(buf), static_cast<word32>(kBuffer)) != 0) return false;
+        ++blocks;
+        // Fast key erasure: the block's first bytes become the next key and are never handed out.
+        if (!rekey(buf)) return false;
+        wipe(mut_bytes(buf, CHACHA_MAX_KEY_SZ));
+        left = kBuffer - CHACHA_MAX_KEY_SZ;
         return true;
     }
 };
@@ -63,16 +92,16 @@ system_rng::~system_rng() = default;
 
 status system_rng::fill(mut_bytes out) noexcept {
     impl& m = *p_;
-    if (out.size() >= impl::kBuffer / 4) {  // large requests (keys, nonces in bulk): directly
-        if (!m.generate(out.data(), out.size())) return fail(errc::crypto, "wc_RNG_GenerateBlock failed");
+    if (out.size() >= impl::kBuffer / 4) {  // large requests: the DRBG directly
+        if (!m.drbg(out.data(), out.size())) return fail(errc::crypto, "wc_RNG_GenerateBlock failed");
         return {};
     }
     if (m.left < out.size()) {
-        if (!m.generate(m.buf, impl::kBuffer)) {
+        if (!m.refill()) {
             m.left = 0;
-            return fail(errc::crypto, "wc_RNG_GenerateBlock failed");
+            m.blocks = 0;  // start again from the DRBG next time
+            return fail(errc::crypto, "random generator failed");
         }
-        m.left = impl::kBuffer;
     }
     std::byte* from = m.buf + (impl::kBuffer - m.left);
     std::memcpy(out.data(), from, out.size());

@@ -8,6 +8,9 @@
 // X25519 vectors: RFC 7748 §5.2 and §6.1; Ed25519: RFC 8032 §7.1 test 1 and 2; HMAC: RFC 4231.
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <set>
+
 #include <string>
 #include <vector>
 
@@ -324,6 +327,31 @@ TEST(SshCrypto, SystemRngProducesDistinctOutput) {
     EXPECT_NE(a, b);
     std::vector<std::byte> big(200000);
     ASSERT_TRUE((*r)->fill(big));  // larger than one wolfCrypt request
+}
+
+TEST(SystemRng, SmallRequestsAcrossManyBlocksNeverRepeat) {
+    // Small requests come from the buffered keystream (rekeyed per 4 KiB block, reseeded from
+    // the DRBG every 256 blocks): 2 MiB in 16-byte draws crosses both, and no draw may repeat
+    // (a repeat of 128 random bits would mean a reused key or offset).
+    auto r = system_rng::create();
+    ASSERT_TRUE(r);
+    std::set<std::array<std::byte, 16>> seen;
+    std::size_t ones = 0;
+    for (int i = 0; i < (2 << 20) / 16; ++i) {
+        std::array<std::byte, 16> v{};
+        ASSERT_TRUE((*r)->fill(v));
+        ASSERT_TRUE(seen.insert(v).second) << "draw " << i << " repeated";
+        for (std::byte x : v) ones += std::popcount(std::to_integer<unsigned>(x));
+        if (i % 997 == 0) {  // odd sizes and a large request in between
+            std::array<std::byte, 7> odd{};
+            ASSERT_TRUE((*r)->fill(odd));
+            std::vector<std::byte> big(1500);
+            ASSERT_TRUE((*r)->fill(big));
+        }
+    }
+    // Bit balance over 16 Mbit: far inside 6 sigma (sigma = 2048 bits).
+    const double bits = double(2 << 20) * 8;
+    EXPECT_NEAR(double(ones), bits / 2, 6 * 2048.0);
 }
 
 // ---- ciphers ---------------------------------------------------------------------------------
