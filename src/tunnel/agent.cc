@@ -143,6 +143,7 @@ private:
     void maybe_finish();
     void on_timer();
     bool keep_for_next() const;
+    void watch_unused();
 
     ref_ptr<agent_link> link_;  // null once the channel or the session is gone
     std::shared_ptr<target_pool> pool_;  // null: upstream keep-alive off
@@ -155,6 +156,8 @@ private:
     exchange_tracker exchange_;  // is the connection reusable after this channel?
     bool opened_ = false;
     bool pooled_ = false;   // idle in the pool, bound to no channel
+    bool unused_ = false;   // bound to a channel that has carried no byte yet (a relay's spare)
+    milliseconds idle_timeout_;
     bool window_pause_ = false, link_pause_ = false;
     bool eof_in_ = false, eof_sent_ = false, eof_out_ = false;
     bool above_high_ = false;
@@ -298,6 +301,7 @@ agent_target::agent_target(reactor::shard& s, agent_link* link, std::uint32_t id
                            const agent_options& o, std::shared_ptr<target_pool> pool)
     : link_(link), pool_(std::move(pool)), id_(id), name_(std::move(name)), watermark_(o.target_watermark),
       close_timeout_(o.timings.close_timeout), timer_(s, [this] { on_timer(); }) {
+    idle_timeout_ = o.timings.upstream_idle;
     set_output_watermark(watermark_);
     timer_.arm_after(o.timings.target_connect_timeout);
 }
@@ -306,6 +310,7 @@ void agent_target::on_open() {
     timer_.cancel();
     set_nodelay(fd());
     opened_ = true;
+    watch_unused();
     if (!link_) {
         close(close_mode::abort);
         return;
@@ -317,6 +322,13 @@ void agent_target::on_open() {
 void agent_target::on_timer() {
     if (pooled_) {
         idle_expired();
+    } else if (unused_ && opened_ && !closing_) {
+        // A channel opened ahead by the relay that no request used within the idle time: the
+        // upstream connection is not kept open for it (the relay opens another when needed).
+        unused_ = false;
+        closing_ = true;
+        timer_.arm_after(close_timeout_);
+        close(close_mode::flush);
     } else if (!opened_) {
         // Connect timeout: on_close reports the refusal.
         if (link_) link_->target_failed(this, "connect timeout");
@@ -377,6 +389,10 @@ void agent_target::pump() {
 void agent_target::ssh_data(slice piece) {
     const std::size_t n = piece.size();
     if (link_) link_->count_to_target(n);
+    if (unused_) {
+        unused_ = false;
+        timer_.cancel();
+    }
     if (pool_) exchange_.request_bytes(piece.view());
     (void)send(std::move(piece));  // errc::closed once closing: nowhere to go, nothing owed
     owed_ += n;
@@ -418,7 +434,7 @@ void agent_target::maybe_finish() {
 
 bool agent_target::keep_for_next() const {
     return pool_ && opened_ && !closing_ && !eof_in_ && !eof_out_ && to_ssh_.empty() &&
-           output_pending() == 0 && exchange_.reusable();
+           output_pending() == 0 && (exchange_.reusable() || unused_);
 }
 
 void agent_target::channel_closed() {
@@ -431,6 +447,7 @@ void agent_target::channel_closed() {
         // Idle until the next channel of this tunnel; reading stays on so that the upstream
         // closing it (or saying anything) is seen at once.
         pooled_ = true;
+        unused_ = false;
         owed_ = 0;
         to_ssh_.clear();
         timer_.arm_after(pool_->idle_timeout());
@@ -465,6 +482,12 @@ void agent_target::bind(agent_link* link, std::uint32_t id) {
     exchange_.reset();
     eof_in_ = eof_sent_ = eof_out_ = false;
     owed_ = 0;
+    watch_unused();
+}
+
+void agent_target::watch_unused() {
+    unused_ = true;
+    timer_.arm_after(idle_timeout_);
 }
 
 void agent_target::idle_expired() {

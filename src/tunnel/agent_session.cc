@@ -151,6 +151,7 @@ void agent_session::on_ping_timer() {
         (void)codec().ping(*out, {});
         commit_output();
     }
+    trim_spares();
     ping_timer_.arm_after(r_.options().ping_interval);
 }
 
@@ -219,6 +220,15 @@ void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in)
     case conn_event_type::opened:
         if (consumer_conn* c = find(ev.id)) {
             c->channel_opened();
+        } else if (auto sp = spares_.find(ev.id); sp != spares_.end()) {
+            forward* f = find_forward(sp->second);
+            if (f) {
+                if (f->opening) --f->opening;
+                f->spare.push_back(ev.id);
+            } else {  // the name went away meanwhile
+                spares_.erase(sp);
+                (void)sess_.conn().close(ev.id, ssh_out_);
+            }
         } else {
             // The consumer gave up while the open was on its way: close what the agent opened.
             (void)sess_.conn().close(ev.id, ssh_out_);
@@ -229,6 +239,14 @@ void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in)
             auto c = std::move(it->second);
             chans_.erase(it);
             c->channel_failed(ev.reason);
+        } else if (auto sp = spares_.find(ev.id); sp != spares_.end()) {
+            // The agent refused a spare (target down, draining): no more until a request opens
+            // one of its own successfully.
+            if (forward* f = find_forward(sp->second)) {
+                if (f->opening) --f->opening;
+                f->want = 0;
+            }
+            spares_.erase(sp);
         }
         break;
     case conn_event_type::data: {
@@ -236,6 +254,7 @@ void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in)
         consumer_conn* c = ev.ext == 0 ? find(ev.id) : nullptr;
         if (!c) {
             (void)sess_.conn().consumed(ev.id, n, ssh_out_);
+            drop_spare(ev.id, true);  // a spare that speaks first cannot carry a request
             break;
         }
         // Zero copy when the payload was decrypted in place in the receive buffer.
@@ -243,13 +262,19 @@ void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in)
         break;
     }
     case conn_event_type::eof:
-        if (consumer_conn* c = find(ev.id)) c->ssh_eof();
+        if (consumer_conn* c = find(ev.id)) {
+            c->ssh_eof();
+        } else {
+            drop_spare(ev.id, true);  // e.g. the target closed its idle connection
+        }
         break;
     case conn_event_type::closed:
         if (auto it = chans_.find(ev.id); it != chans_.end()) {
             auto c = std::move(it->second);
             chans_.erase(it);
             c->channel_closed();
+        } else {
+            drop_spare(ev.id, false);
         }
         break;
     case conn_event_type::writable:
@@ -260,25 +285,89 @@ void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in)
 
 // ---- for consumers -----------------------------------------------------------------------
 
-result<std::uint32_t> agent_session::open_channel(consumer_conn* c, std::string_view name,
-                                                  std::string_view origin_host,
-                                                  std::uint32_t origin_port) {
+agent_session::forward* agent_session::find_forward(std::string_view name) {
+    for (auto& f : forwards_)
+        if (f.name == name) return &f;
+    return nullptr;
+}
+
+result<agent_session::channel_grant> agent_session::open_channel(consumer_conn* c, std::string_view name,
+                                                                 std::string_view origin_host,
+                                                                 std::uint32_t origin_port) {
     if (done_ || !sess_.authenticated()) return fail(errc::closed, "agent session over");
-    std::uint32_t port = 0;
-    bool found = false;
+    forward* f = find_forward(name);
+    if (!f) return fail(errc::closed, "tunnel not served by this session");
+    if (!f->spare.empty()) {
+        f->low = std::min(f->low, unsigned(f->spare.size()));
+        const std::uint32_t id = f->spare.back();
+        f->spare.pop_back();
+        spares_.erase(id);
+        chans_[id] = reactor::ref_ptr<consumer_conn>(c);
+        top_up(*f);  // its replacement
+        after_io();
+        return channel_grant{id, true};
+    }
+    // None ready: this request pays the open round trip, and one more spare is kept from now on.
+    f->low = 0;
+    if (f->want < kMaxSpare) ++f->want;
+    auto id = sess_.conn().open_forwarded_tcpip(name, f->port, origin_host, origin_port, ssh_out_);
+    if (id) chans_[*id] = reactor::ref_ptr<consumer_conn>(c);
+    top_up(*f);
+    after_io();
+    if (!id) return fail(id.err());
+    return channel_grant{*id, false};
+}
+
+void agent_session::top_up(forward& f) {
+    if (done_) return;
+    while (f.spare.size() + f.opening < f.want) {
+        // The originator of a spare is not known yet (X-Forwarded-For carries the consumer's).
+        auto id = sess_.conn().open_forwarded_tcpip(f.name, f.port, "0.0.0.0", 0, ssh_out_);
+        if (!id) return;  // the channel limit: requests open their own
+        spares_[*id] = f.name;
+        ++f.opening;
+    }
+}
+
+void agent_session::drop_spare(std::uint32_t id, bool close_it) {
+    auto it = spares_.find(id);
+    if (it == spares_.end()) return;
+    if (forward* f = find_forward(it->second)) {
+        auto& v = f->spare;
+        v.erase(std::remove(v.begin(), v.end(), id), v.end());
+        // The agent gave it up unused (its idle timeout, the target closed): one fewer wanted,
+        // so sparse traffic does not keep re-opening spares that expire.
+        if (f->want > 1) --f->want;
+    }
+    spares_.erase(it);
+    if (close_it) (void)sess_.conn().close(id, ssh_out_);
+}
+
+void agent_session::close_spares(forward& f) {
+    for (std::uint32_t id : f.spare) {
+        spares_.erase(id);
+        if (!done_) (void)sess_.conn().close(id, ssh_out_);
+    }
+    f.spare.clear();
+    // Spares still opening are closed when they open (their name is gone by then).
+}
+
+void agent_session::trim_spares() {
+    // Spares that stayed unused for a whole ping interval: half of the surplus goes.
     for (auto& f : forwards_) {
-        if (f.name == name) {
-            port = f.port;
-            found = true;
-            break;
+        const unsigned low = f.low == ~0u ? unsigned(f.spare.size()) : f.low;
+        f.low = ~0u;
+        if (low < 2) continue;
+        const unsigned drop = low / 2;
+        f.want = std::max(1u, f.want > drop ? f.want - drop : 1u);
+        for (unsigned i = 0; i < drop && !f.spare.empty(); ++i) {
+            const std::uint32_t id = f.spare.front();
+            f.spare.erase(f.spare.begin());
+            spares_.erase(id);
+            (void)sess_.conn().close(id, ssh_out_);
         }
     }
-    if (!found) return fail(errc::closed, "tunnel not served by this session");
-    auto id = sess_.conn().open_forwarded_tcpip(name, port, origin_host, origin_port, ssh_out_);
     after_io();
-    if (!id) return id;
-    chans_[*id] = reactor::ref_ptr<consumer_conn>(c);
-    return id;
 }
 
 result<std::size_t> agent_session::send_data(std::uint32_t id, bytes data) {
@@ -377,6 +466,7 @@ bool agent_session::cancel_tcpip_forward(std::string_view address, std::uint32_t
     for (auto it = forwards_.begin(); it != forwards_.end(); ++it) {
         if (it->name == address && it->port == port) {
             std::string name = it->name;
+            close_spares(*it);
             forwards_.erase(it);
             if (auto l = st_.local.find(name); l != st_.local.end() && l->second == this) st_.local.erase(l);
             name_state s = r_.names().release(name, id_, true, r_.options().lease, owner().now());
@@ -391,7 +481,9 @@ bool agent_session::cancel_tcpip_forward(std::string_view address, std::uint32_t
 void agent_session::lose(const std::string& name) {
     for (auto it = forwards_.begin(); it != forwards_.end(); ++it) {
         if (it->name == name) {
+            close_spares(*it);
             forwards_.erase(it);
+            after_io();
             break;
         }
     }

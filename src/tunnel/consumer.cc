@@ -300,13 +300,14 @@ void consumer_conn::leave_queue() {
 
 void consumer_conn::start_exchange(agent_session* s) {
     const http1::request_head& h = parser_.head();
-    auto id = s->open_channel(this, tunnel_, client_ip_, client_port_);
-    if (!id) {
+    auto grant = s->open_channel(this, tunnel_, client_ip_, client_port_);
+    if (!grant) {
         // The session is ending (its names are about to be leased): wait for the next one.
         return wait_for_tunnel();
     }
     ssh_ = reactor::ref_ptr<agent_session>(s);
-    chan_ = *id;
+    chan_ = grant->id;
+    spare_ = grant->ready;
     ph_ = phase::opening;
     // traceparent into a stack buffer: no allocation per request.
     char tp[ingress::traceparent_size];
@@ -330,6 +331,7 @@ void consumer_conn::start_exchange(agent_session* s) {
     resp_parser_.set_request_method(method_);
     timer_.arm_after(r_.options().first_byte_timeout);
     if (s->output_high()) ssh_backpressure(true);
+    if (grant->ready) return channel_opened();  // a spare: the head goes out now
     update_reading();
 }
 
@@ -542,7 +544,7 @@ void consumer_conn::finish_exchange() {
     }
     timer_.cancel();
     FERRY_LOG(debug, "request", {"request_id", request_id_}, {"tunnel", tunnel_}, {"method", method_},
-              {"status", resp_status_}, {"shard", owner().id()});
+              {"status", resp_status_}, {"shard", owner().id()}, {"spare_channel", spare_});
     const bool again = resp_keep_alive_ && req_body_done_ && !eof_;
     reset_request();
     if (!again) return drain();

@@ -71,7 +71,13 @@ public:
     ~agent_session() override;
 
     // ---- for consumers on this shard ----
-    result<std::uint32_t> open_channel(consumer_conn* c, std::string_view name,
+    struct channel_grant {
+        std::uint32_t id = 0;
+        bool ready = false;  // a spare channel, already open: no channel_opened() will follow
+    };
+    // A channel to `name` for `c`: a spare one when there is one (the open round trip is off
+    // the request's path), else a new forwarded-tcpip open (channel_opened()/channel_failed()).
+    result<channel_grant> open_channel(consumer_conn* c, std::string_view name,
                                        std::string_view origin_host, std::uint32_t origin_port);
     result<std::size_t> send_data(std::uint32_t id, bytes data);
     void consumed(std::uint32_t id, std::size_t n);
@@ -85,10 +91,24 @@ public:
     const std::string& owner_sub() const noexcept { return sub_; }
 
 private:
+    // Spare channels: opened ahead per tunnel name so that a request finds its channel open.
+    // `want` grows by one each time a request finds none (up to kMaxSpare) and shrinks on the
+    // ping timer when spares stayed unused; the agent's refusals or closes never trigger a
+    // re-open by themselves (only requests do), so a failing target cannot cause a loop.
     struct forward {
         std::string name;
         std::uint32_t port;
+        std::vector<std::uint32_t> spare;  // open, unused (newest last)
+        unsigned opening = 0;              // spare opens in flight
+        unsigned want = 1;                 // spares to keep; 0 after a refused spare
+        unsigned low = ~0u;                // fewest spares seen at a take since the last ping tick
     };
+    static constexpr unsigned kMaxSpare = 16;
+    forward* find_forward(std::string_view name);
+    void top_up(forward& f);
+    void drop_spare(std::uint32_t id, bool close_it);
+    void trim_spares();
+    void close_spares(forward& f);
 
     // ws_server_connection
     void on_ws_open() override;
@@ -133,6 +153,7 @@ private:
     reactor::shard::clock::time_point last_pong_{};
     std::vector<forward> forwards_;
     std::unordered_map<std::uint32_t, reactor::ref_ptr<consumer_conn>> chans_;
+    std::unordered_map<std::uint32_t, std::string> spares_;  // spare channel id -> tunnel name
     bool started_ = false;
     bool done_ = false;
     bool out_high_ = false;
@@ -238,6 +259,7 @@ private:
     int resp_status_ = 0;
     bool dechunk_ = false;             // HTTP/1.0 consumer, chunked response: payload only
     bool any_response_ = false;        // some byte (1xx included) went to the consumer
+    bool spare_ = false;               // the channel was a spare (logs)
     bool above_high_ = false;
     std::size_t owed_ = 0;             // channel bytes delivered but not yet consumed()
     unsigned requests_ = 0;
