@@ -55,6 +55,9 @@ consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops)
       hops_(hops),
       timer_(s, [this] { on_timer(); }),
       recheck_(s, [this] { settle(); }),
+      again_(s, [this] {
+          if (ph_ == phase::head) step();
+      }),
       parser_(head_limits(r.options())),
       req_body_(head_limits(r.options())),
       resp_parser_(http1::limits{}),
@@ -117,6 +120,7 @@ void consumer_conn::on_output_low() {
 void consumer_conn::on_close(const error&) {
     timer_.cancel();
     recheck_.cancel();
+    again_.cancel();
     if (ph_ == phase::waiting) leave_queue();
     if (ssh_) {
         ssh_->consumer_closed(chan_, this);
@@ -555,8 +559,9 @@ void consumer_conn::finish_exchange() {
         move_into_head();
         if (!head_.empty()) timer_.arm_after(r_.options().head_timeout);
         update_reading();
-        return step();
+        return next_pipelined();
     }
+    pipelined_ = 0;
     update_reading();
 }
 
@@ -601,9 +606,12 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
     if (ph_ == phase::waiting) leave_queue();
     FERRY_LOG(debug, "request refused", {"request_id", request_id_}, {"tunnel", printable(tunnel_)},
               {"code", ingress::info(k).code}, {"message", message});
-    // Keep the connection only when no request body is left unread.
-    const bool body_left = ph_ != phase::head && !req_body_done_ &&
-                           parser_.head().body.kind != http1::body_kind::none;
+    // Keep the connection only when no request body is left unread. Whatever the phase: a
+    // request refused while routing (404, 401, queue timeout, ...) may have its body already
+    // in in_, and those bytes must never be read as the next request (smuggling). keep can
+    // only be true after a head was parsed (a malformed head or a head timeout clears
+    // consumer_keep_alive_), so parser_.head() is this request's.
+    const bool body_left = !req_body_done_ && parser_.head().body.kind != http1::body_kind::none;
     const bool keep = consumer_keep_alive_ && !body_left && !eof_ &&
                       k != ingress::error_kind::bad_request &&
                       k != ingress::error_kind::headers_too_large &&
@@ -620,16 +628,23 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
         return drain();
     }
     // The request had no body (or it was all read): the next head may follow.
-    std::string rest;
     reset_request();
     ph_ = phase::head;
     timer_.arm_after(r_.options().idle_timeout);
     if (!in_.empty()) {
         move_into_head();
         update_reading();
-        return step();
+        return next_pipelined();
     }
     update_reading();
+}
+
+void consumer_conn::next_pipelined() {
+    // Pipelined requests answered without a channel (errors) would otherwise recurse
+    // fail() -> step() once per request: after a few in a row, go on from the loop.
+    if (++pipelined_ <= 8) return step();
+    pipelined_ = 0;
+    again_.arm_after(std::chrono::milliseconds(0));
 }
 
 void consumer_conn::drain() {
@@ -663,9 +678,7 @@ void consumer_conn::on_timer() {
         }
         break;
     case phase::waiting:
-        leave_queue();
-        ph_ = phase::head;  // so fail() does not look for the queue again
-        fail(ingress::error_kind::tunnel_offline, "tunnel offline", 5);
+        fail(ingress::error_kind::tunnel_offline, "tunnel offline", 5);  // leaves the queue
         break;
     case phase::opening:
     case phase::streaming:
@@ -700,6 +713,9 @@ void consumer_conn::repay() {
     owed_ = 0;
 }
 
-void consumer_conn::detach() { ssh_.reset(); }
+void consumer_conn::detach() {
+    ssh_.reset();
+    owed_ = 0;  // window credit belongs to the channel that is gone, never to the next one
+}
 
 }  // namespace ferry::tunnel

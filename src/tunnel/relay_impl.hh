@@ -95,15 +95,25 @@ private:
     // `want` grows by one each time a request finds none (up to kMaxSpare) and shrinks on the
     // ping timer when spares stayed unused; the agent's refusals or closes never trigger a
     // re-open by themselves (only requests do), so a failing target cannot cause a loop.
+    // A spare unused for kSpareTtl is closed by the relay: it must never be the agent (whose
+    // upstream idle limit is 4 s by default, and which hands a spare only a connection with
+    // half of that left) or the target that closes it while a request is on its way.
+    struct spare_channel {
+        std::uint32_t id;
+        reactor::shard::clock::time_point since;
+    };
     struct forward {
         std::string name;
         std::uint32_t port;
-        std::vector<std::uint32_t> spare;  // open, unused (newest last)
+        std::vector<spare_channel> spare;  // open, unused (oldest first)
         unsigned opening = 0;              // spare opens in flight
-        unsigned want = 1;                 // spares to keep; 0 after a refused spare
+        unsigned want = 1;                 // spares to keep
         unsigned low = ~0u;                // fewest spares seen at a take since the last ping tick
+        bool refused = false;              // the agent refused a spare: none until the next ping tick
     };
     static constexpr unsigned kMaxSpare = 16;
+    static constexpr std::chrono::milliseconds kSpareTtl{1000};
+    void expire_spares();
     forward* find_forward(std::string_view name);
     void top_up(forward& f);
     void drop_spare(std::uint32_t id, bool close_it);
@@ -149,6 +159,7 @@ private:
     reactor::timer ssh_timer_;
     reactor::timer ping_timer_;
     reactor::timer expiry_timer_;
+    reactor::timer spare_timer_;
     std::int64_t expires_ = 0;
     reactor::shard::clock::time_point last_pong_{};
     std::vector<forward> forwards_;
@@ -214,6 +225,7 @@ private:
     void abort_now();
     void reset_request();
     void move_into_head();      // pipelined bytes in in_ start the next head
+    void next_pipelined();      // parse the next pipelined head (bounded recursion)
     void detach();
     void settle();
     void repay();
@@ -224,6 +236,8 @@ private:
     phase ph_ = phase::head;
     reactor::timer timer_;             // the phase's deadline
     reactor::timer recheck_;           // settle() again after the loop raised output events
+    reactor::timer again_;             // the next pipelined head, from the loop
+    unsigned pipelined_ = 0;           // pipelined heads handled in a row without the loop
     std::string head_;                 // the request head as it accumulates (contiguous)
     http1::request_parser parser_;
     buffer_chain in_;                  // received after the parsed head (body, next requests)
