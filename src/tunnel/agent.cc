@@ -125,6 +125,7 @@ public:
     // A kept connection serves channel `id` of `link` (the channel is confirmed at once).
     void bind(agent_link* link, std::uint32_t id);
     void idle_expired();
+    reactor::timer::clock::time_point idle_since() const noexcept { return last_used_; }
 
 private:
     void on_open() override;
@@ -158,6 +159,7 @@ private:
     bool pooled_ = false;   // idle in the pool, bound to no channel
     bool unused_ = false;   // bound to a channel that has carried no byte yet (a relay's spare)
     milliseconds idle_timeout_;
+    reactor::timer::clock::time_point last_used_{};  // connected, or the last byte either way
     bool window_pause_ = false, link_pause_ = false;
     bool eof_in_ = false, eof_sent_ = false, eof_out_ = false;
     bool above_high_ = false;
@@ -181,12 +183,19 @@ public:
         v.push_back(ref_ptr<agent_target>(t));
         return true;
     }
-    ref_ptr<agent_target> take(const std::string& name) {
+    // The newest idle connection with at least half its idle time left (a spare channel it
+    // goes to must close from the relay's side, well before the agent's idle limit); staler
+    // ones close.
+    ref_ptr<agent_target> take(const std::string& name, reactor::timer::clock::time_point now) {
         auto it = idle_by_name_.find(name);
-        if (it == idle_by_name_.end() || it->second.empty()) return {};
-        ref_ptr<agent_target> t = std::move(it->second.back());
-        it->second.pop_back();
-        return t;
+        if (it == idle_by_name_.end()) return {};
+        while (!it->second.empty()) {
+            ref_ptr<agent_target> t = std::move(it->second.back());
+            it->second.pop_back();
+            if (t->idle_since() + idle_ / 2 > now) return t;
+            t->idle_expired();
+        }
+        return {};
     }
     void remove(agent_target* t) {
         auto it = idle_by_name_.find(t->name());
@@ -310,6 +319,7 @@ void agent_target::on_open() {
     timer_.cancel();
     set_nodelay(fd());
     opened_ = true;
+    last_used_ = reactor::timer::clock::now();
     watch_unused();
     if (!link_) {
         close(close_mode::abort);
@@ -345,6 +355,11 @@ void agent_target::on_data(slice s) {
     if (pooled_) {  // an idle upstream has nothing to say: it cannot be trusted for the next request
         idle_expired();
         return;
+    }
+    last_used_ = owner().now();
+    if (unused_) {  // the upstream spoke first: this connection carries no request any more
+        unused_ = false;
+        timer_.cancel();
     }
     if (pool_) exchange_.response_bytes(s.view());
     to_ssh_.append(std::move(s));
@@ -389,6 +404,7 @@ void agent_target::pump() {
 void agent_target::ssh_data(slice piece) {
     const std::size_t n = piece.size();
     if (link_) link_->count_to_target(n);
+    last_used_ = owner().now();
     if (unused_) {
         unused_ = false;
         timer_.cancel();
@@ -450,7 +466,9 @@ void agent_target::channel_closed() {
         unused_ = false;
         owed_ = 0;
         to_ssh_.clear();
-        timer_.arm_after(pool_->idle_timeout());
+        // Idle counts from the last byte, not from now: a connection that already sat unused
+        // under a spare channel must not get a second full idle period.
+        timer_.arm_at(last_used_ + pool_->idle_timeout());
         if (window_pause_ || link_pause_) {
             window_pause_ = link_pause_ = false;
             resume_reading();
@@ -487,7 +505,7 @@ void agent_target::bind(agent_link* link, std::uint32_t id) {
 
 void agent_target::watch_unused() {
     unused_ = true;
-    timer_.arm_after(idle_timeout_);
+    timer_.arm_at(last_used_ + idle_timeout_);
 }
 
 void agent_target::idle_expired() {
@@ -804,7 +822,7 @@ void agent_link::on_open_request(const ssh::conn_event& ev) {
         return refuse(ssh::open_failure::administratively_prohibited, "agent shutting down");
     }
     if (pool_) {
-        if (ref_ptr<agent_target> kept = pool_->take(tun->name)) {
+        if (ref_ptr<agent_target> kept = pool_->take(tun->name, shard_.now())) {
             // A kept upstream connection: no connect, the channel is confirmed at once.
             kept->bind(this, ev.id);
             chans_[ev.id] = kept;

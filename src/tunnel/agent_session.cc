@@ -60,6 +60,7 @@ agent_session::agent_session(relay& r, reactor::shard& s, std::string sub, std::
       ssh_timer_(s, [this] { on_ssh_timer(); }),
       ping_timer_(s, [this] { on_ping_timer(); }),
       expiry_timer_(s, [this] { on_expiry(); }),
+      spare_timer_(s, [this] { expire_spares(); }),
       expires_(expires) {
     st_.sessions[id_] = this;
 }
@@ -224,7 +225,8 @@ void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in)
             forward* f = find_forward(sp->second);
             if (f) {
                 if (f->opening) --f->opening;
-                f->spare.push_back(ev.id);
+                f->spare.push_back({ev.id, owner().now()});
+                if (!spare_timer_.armed()) spare_timer_.arm_at(owner().now() + kSpareTtl);
             } else {  // the name went away meanwhile
                 spares_.erase(sp);
                 (void)sess_.conn().close(ev.id, ssh_out_);
@@ -240,11 +242,11 @@ void agent_session::on_channel_event(const ssh::conn_event& ev, const slice* in)
             chans_.erase(it);
             c->channel_failed(ev.reason);
         } else if (auto sp = spares_.find(ev.id); sp != spares_.end()) {
-            // The agent refused a spare (target down, draining): no more until a request opens
-            // one of its own successfully.
+            // The agent refused a spare (target down, draining): none until the next ping
+            // interval (trim_spares), so a target that is down costs one refusal per interval.
             if (forward* f = find_forward(sp->second)) {
                 if (f->opening) --f->opening;
-                f->want = 0;
+                f->refused = true;
             }
             spares_.erase(sp);
         }
@@ -299,7 +301,7 @@ result<agent_session::channel_grant> agent_session::open_channel(consumer_conn* 
     if (!f) return fail(errc::closed, "tunnel not served by this session");
     if (!f->spare.empty()) {
         f->low = std::min(f->low, unsigned(f->spare.size()));
-        const std::uint32_t id = f->spare.back();
+        const std::uint32_t id = f->spare.back().id;
         f->spare.pop_back();
         spares_.erase(id);
         chans_[id] = reactor::ref_ptr<consumer_conn>(c);
@@ -319,7 +321,7 @@ result<agent_session::channel_grant> agent_session::open_channel(consumer_conn* 
 }
 
 void agent_session::top_up(forward& f) {
-    if (done_) return;
+    if (done_ || f.refused) return;
     while (f.spare.size() + f.opening < f.want) {
         // The originator of a spare is not known yet (X-Forwarded-For carries the consumer's).
         auto id = sess_.conn().open_forwarded_tcpip(f.name, f.port, "0.0.0.0", 0, ssh_out_);
@@ -334,7 +336,7 @@ void agent_session::drop_spare(std::uint32_t id, bool close_it) {
     if (it == spares_.end()) return;
     if (forward* f = find_forward(it->second)) {
         auto& v = f->spare;
-        v.erase(std::remove(v.begin(), v.end(), id), v.end());
+        v.erase(std::remove_if(v.begin(), v.end(), [id](const spare_channel& c) { return c.id == id; }), v.end());
         // The agent gave it up unused (its idle timeout, the target closed): one fewer wanted,
         // so sparse traffic does not keep re-opening spares that expire.
         if (f->want > 1) --f->want;
@@ -343,10 +345,28 @@ void agent_session::drop_spare(std::uint32_t id, bool close_it) {
     if (close_it) (void)sess_.conn().close(id, ssh_out_);
 }
 
+void agent_session::expire_spares() {
+    if (done_) return;
+    const auto now = owner().now();
+    reactor::shard::clock::time_point next{};
+    for (auto& f : forwards_) {
+        while (!f.spare.empty() && f.spare.front().since + kSpareTtl <= now) {
+            const std::uint32_t id = f.spare.front().id;
+            f.spare.erase(f.spare.begin());
+            spares_.erase(id);
+            (void)sess_.conn().close(id, ssh_out_);
+            if (f.want > 1) --f.want;  // not needed this long: keep fewer
+        }
+        if (!f.spare.empty() && (next == decltype(next){} || f.spare.front().since < next)) next = f.spare.front().since;
+    }
+    if (next != decltype(next){}) spare_timer_.arm_at(next + kSpareTtl);
+    after_io();
+}
+
 void agent_session::close_spares(forward& f) {
-    for (std::uint32_t id : f.spare) {
-        spares_.erase(id);
-        if (!done_) (void)sess_.conn().close(id, ssh_out_);
+    for (const spare_channel& c : f.spare) {
+        spares_.erase(c.id);
+        if (!done_) (void)sess_.conn().close(c.id, ssh_out_);
     }
     f.spare.clear();
     // Spares still opening are closed when they open (their name is gone by then).
@@ -357,11 +377,12 @@ void agent_session::trim_spares() {
     for (auto& f : forwards_) {
         const unsigned low = f.low == ~0u ? unsigned(f.spare.size()) : f.low;
         f.low = ~0u;
+        f.refused = false;  // try spares again
         if (low < 2) continue;
         const unsigned drop = low / 2;
         f.want = std::max(1u, f.want > drop ? f.want - drop : 1u);
         for (unsigned i = 0; i < drop && !f.spare.empty(); ++i) {
-            const std::uint32_t id = f.spare.front();
+            const std::uint32_t id = f.spare.front().id;
             f.spare.erase(f.spare.begin());
             spares_.erase(id);
             (void)sess_.conn().close(id, ssh_out_);
@@ -509,6 +530,7 @@ void agent_session::end(std::string why, bool clean) {
     ssh_timer_.cancel();
     ping_timer_.cancel();
     expiry_timer_.cancel();
+    spare_timer_.cancel();
     auto chans = std::move(chans_);
     chans_.clear();
     for (auto& [id, c] : chans) c->ssh_gone();
