@@ -468,8 +468,8 @@ class WithFerryAgent(unittest.TestCase):
 
     def test_upstream_keep_alive(self):
         # ferry agent keeps the upstream connection of a finished exchange for the next channel.
-        # The relay keeps a spare channel open ahead, which holds a second one: the requests
-        # alternate between at most two upstream connections.
+        # The relay keeps spare channels open ahead, which hold connections too: the requests
+        # share at most three upstream connections.
         relay = Relay(FERRYD, "--log-level", "debug", shards=1)
         agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp, "--upstream-idle-ms", "1500")
         try:
@@ -490,7 +490,8 @@ class WithFerryAgent(unittest.TestCase):
             self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
             peers = self.seen_peers()
             self.assertEqual(len(peers), 8)
-            self.assertLessEqual(len(set(peers)), 2, peers)
+            # At most: the first request's own connection and the two spares its miss opened.
+            self.assertLessEqual(len(set(peers)), 3, peers)
             # After the first request every request found its channel already open.
             deadline = time.time() + 5  # the log reader thread may be a line behind
             while relay.log.count('"spare_channel":1') < 7 and time.time() < deadline:
