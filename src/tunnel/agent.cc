@@ -124,6 +124,10 @@ public:
     // ---- from the pool ----
     // A kept connection serves channel `id` of `link` (the channel is confirmed at once).
     void bind(agent_link* link, std::uint32_t id);
+    // ---- replay (the keep-alive race) ----
+    // This new connection carries a request that a kept one failed to answer: `req` goes out
+    // once connected (then `eof`), and the channel, already confirmed, is not confirmed again.
+    void prepare_replay(buffer_chain&& req, bool eof);
     void idle_expired();
     reactor::timer::clock::time_point idle_since() const noexcept { return last_used_; }
 
@@ -145,6 +149,7 @@ private:
     void on_timer();
     bool keep_for_next() const;
     void watch_unused();
+    bool try_replay();
 
     ref_ptr<agent_link> link_;  // null once the channel or the session is gone
     std::shared_ptr<target_pool> pool_;  // null: upstream keep-alive off
@@ -158,6 +163,14 @@ private:
     bool opened_ = false;
     bool pooled_ = false;   // idle in the pool, bound to no channel
     bool unused_ = false;   // bound to a channel that has carried no byte yet (a relay's spare)
+    // A kept connection may be closed by the upstream just as a request is written to it (its
+    // own keep-alive timeout): until the first response byte, the request's bytes are kept
+    // (up to kReplayMax) to send them again on a new connection, once, if the method allows.
+    static constexpr std::size_t kReplayMax = 64 * 1024;
+    bool reused_ = false;         // bound from the pool: replay_ collects the request
+    bool replay_target_ = false;  // a new connection carrying a replayed request
+    bool replay_eof_ = false;
+    buffer_chain replay_;
     milliseconds idle_timeout_;
     reactor::timer::clock::time_point last_used_{};  // connected, or the last byte either way
     bool window_pause_ = false, link_pause_ = false;
@@ -240,6 +253,9 @@ public:
     void consumed(std::uint32_t id, std::size_t n);
     void send_eof(std::uint32_t id);
     void target_closed(agent_target* t);
+    // `t` (a kept connection) failed before answering: a new connection takes its channel
+    // and sends `req` again. False when that cannot be done (the caller closes the channel).
+    bool replay(agent_target* t, buffer_chain&& req, bool eof);
     bool output_high() const noexcept { return out_high_; }
     void count_to_target(std::size_t n) {
         if (agent_) agent_->stats_.bytes_to_target += n;
@@ -320,11 +336,25 @@ void agent_target::on_open() {
     set_nodelay(fd());
     opened_ = true;
     last_used_ = reactor::timer::clock::now();
-    watch_unused();
     if (!link_) {
         close(close_mode::abort);
         return;
     }
+    if (replay_target_) {  // the channel is open already: send what the failed connection got
+        buffer_chain req = std::move(replay_);
+        while (!req.empty()) {
+            slice piece = req.pop_front();
+            if (pool_) exchange_.request_bytes(piece.view());
+            (void)send(std::move(piece));
+        }
+        if (replay_eof_) {
+            eof_out_ = true;
+            shutdown_write();
+        }
+        if (link_->output_high()) backpressure(true);
+        return;
+    }
+    watch_unused();
     link_->target_connected(this);
     if (link_ && link_->output_high()) backpressure(true);
 }
@@ -341,7 +371,8 @@ void agent_target::on_timer() {
         close(close_mode::flush);
     } else if (!opened_) {
         // Connect timeout: on_close reports the refusal.
-        if (link_) link_->target_failed(this, "connect timeout");
+        if (link_ && replay_target_) link_->target_closed(this);
+        else if (link_) link_->target_failed(this, "connect timeout");
         link_.reset();
         close(close_mode::abort);
     } else if (closing_) {
@@ -361,6 +392,10 @@ void agent_target::on_data(slice s) {
         unused_ = false;
         timer_.cancel();
     }
+    if (reused_) {  // answered: nothing to replay any more
+        reused_ = false;
+        replay_.clear();
+    }
     if (pool_) exchange_.response_bytes(s.view());
     to_ssh_.append(std::move(s));
     pump();
@@ -371,6 +406,7 @@ void agent_target::on_read_eof() {
         idle_expired();
         return;
     }
+    if (try_replay()) return;
     if (pool_) exchange_.response_eof();
     eof_in_ = true;
     pump();
@@ -409,7 +445,23 @@ void agent_target::ssh_data(slice piece) {
         unused_ = false;
         timer_.cancel();
     }
+    if (replay_target_ && !opened_) {
+        // Still connecting: after what is to be sent again, in order (copied: ring buffers are
+        // not held across a connect).
+        replay_.append(slice::copy_of(piece.view()));
+        owed_ += n;
+        settle();
+        return;
+    }
     if (pool_) exchange_.request_bytes(piece.view());
+    if (reused_) {
+        if (replay_.size() + n <= kReplayMax) {
+            replay_.append(slice::copy_of(piece.view()));  // a copy: ring buffers are not held
+        } else {
+            reused_ = false;  // too large to send again
+            replay_.clear();
+        }
+    }
     (void)send(std::move(piece));  // errc::closed once closing: nowhere to go, nothing owed
     owed_ += n;
     settle();
@@ -433,6 +485,10 @@ void agent_target::repay() {
 }
 
 void agent_target::ssh_eof() {
+    if (replay_target_ && !opened_) {
+        replay_eof_ = true;  // after the replayed bytes, once connected
+        return;
+    }
     eof_out_ = true;
     shutdown_write();
     maybe_finish();
@@ -500,7 +556,32 @@ void agent_target::bind(agent_link* link, std::uint32_t id) {
     exchange_.reset();
     eof_in_ = eof_sent_ = eof_out_ = false;
     owed_ = 0;
+    reused_ = true;
+    replay_.clear();
     watch_unused();
+}
+
+void agent_target::prepare_replay(buffer_chain&& req, bool eof) {
+    replay_target_ = true;
+    replay_ = std::move(req);
+    replay_eof_ = eof;
+}
+
+bool agent_target::try_replay() {
+    // The upstream closed (or reset) a kept connection before answering the request written
+    // to it: the request goes again on a new connection, once.
+    if (!reused_ || !link_ || !opened_ || closing_ || replay_.empty() || exchange_.response_started() ||
+        !exchange_.request_idempotent()) {
+        return false;
+    }
+    reused_ = false;
+    ref_ptr<agent_link> l = link_;
+    if (owed_ > 0) l->consumed(id_, owed_);  // what this connection took, acknowledged
+    owed_ = 0;
+    if (!l->replay(this, std::move(replay_), eof_out_)) return false;
+    link_.reset();
+    if (!is_closed()) close(close_mode::abort);
+    return true;
 }
 
 void agent_target::watch_unused() {
@@ -524,8 +605,11 @@ void agent_target::on_close(const error& why) {
         if (pool_) pool_->remove(this);
     }
     if (!link_) return;
+    if (opened_ && try_replay()) return;
     auto l = std::move(link_);
-    if (!opened_) {
+    if (!opened_ && replay_target_) {
+        l->target_closed(this);  // the channel is open: it closes without an answer (502)
+    } else if (!opened_) {
         std::string r = why.code == errc::io && why.sys != 0 ? std::string(std::strerror(why.sys))
                                                              : std::string(why.detail);
         l->target_failed(this, r.empty() ? "connect failed" : r);
@@ -900,6 +984,28 @@ void agent_link::send_eof(std::uint32_t id) {
     if (ending_ || !sess_) return;
     if (auto st = sess_->conn().send_eof(id, sshout_); !st && sess_->closed()) return on_ssh_error(st.err());
     flush_ssh();
+}
+
+bool agent_link::replay(agent_target* t, buffer_chain&& req, bool eof) {
+    auto it = chans_.find(t->id());
+    if (it == chans_.end() || it->second.get() != t || ending_ || !sess_) return false;
+    const agent_tunnel* tun = nullptr;
+    for (const agent_tunnel& x : opt_.tunnels) {
+        if (x.name == t->name()) tun = &x;
+    }
+    if (!tun) return false;
+    auto fresh = std::make_unique<agent_target>(shard_, this, t->id(), t->name(), opt_, pool_);
+    fresh->prepare_replay(std::move(req), eof);
+    auto c = shard_.connect(tun->target, std::move(fresh));
+    if (!c) return false;
+    it->second = ref_ptr<agent_target>(static_cast<agent_target*>(*c));
+    FERRY_LOG(info, "upstream closed a kept connection before answering: request sent again on a new one",
+              {"tunnel", t->name()}, {"target", tun->target_text});
+    if (agent_) {
+        ++agent_->stats_.upstream_replays;
+        ++agent_->stats_.upstream_connects;
+    }
+    return true;
 }
 
 void agent_link::target_closed(agent_target* t) {

@@ -152,6 +152,7 @@ struct agent_stats {
     std::uint64_t channels_refused = 0;  // not configured, target down, draining
     std::uint64_t upstream_connects = 0; // new target connections
     std::uint64_t upstream_reused = 0;   // channels served on a kept target connection
+    std::uint64_t upstream_replays = 0;  // requests sent again after a kept connection failed unanswered
     std::uint64_t bytes_to_target = 0, bytes_from_target = 0;
     std::uint32_t last_rtt_ms = 0;       // WebSocket ping round trip
 };

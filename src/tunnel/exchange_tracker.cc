@@ -22,6 +22,7 @@ void exchange_tracker::reset() {
     req_ = resp_ = side::head;
     keep_alive_ = false;
     resp_seen_ = false;
+    idempotent_ = false;
     req_head_.clear();
     resp_head_.clear();
     req_parser_.reset();
@@ -53,6 +54,8 @@ void exchange_tracker::parse_request_head() {
         return;
     }
     keep_alive_ = h.keep_alive;
+    idempotent_ = h.method == "GET" || h.method == "HEAD" || h.method == "OPTIONS" || h.method == "TRACE" ||
+                  h.method == "PUT" || h.method == "DELETE";
     resp_parser_.set_request_method(h.method);
     req_body_.start(h.body);
     req_ = side::body;

@@ -29,6 +29,9 @@ public:
     // The upstream closed its side: an until-close body ends here (never reusable anyway).
     void response_eof();
 
+    // The request's method is idempotent (RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT,
+    // DELETE): sending it again after a connection failed before any answer is safe.
+    bool request_idempotent() const noexcept { return idempotent_; }
     // Any byte of a response (interim ones included) has arrived.
     bool response_started() const noexcept { return resp_seen_; }
     // The final response is complete (its body framing says so).
@@ -50,6 +53,7 @@ private:
     side resp_ = side::head;
     bool keep_alive_ = false;  // both heads allow another message
     bool resp_seen_ = false;
+    bool idempotent_ = false;
     std::string req_head_, resp_head_;  // head bytes so far (bounded by the parsers' limits)
     http1::request_parser req_parser_;
     http1::response_parser resp_parser_;

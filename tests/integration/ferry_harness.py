@@ -160,10 +160,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
+        if getattr(self, "drop_next", False):
+            # /drop-next marked this connection: close it without answering (an upstream's
+            # keep-alive timeout firing just as a request arrives).
+            self.server.seen.put({"path": self.path, "headers": dict(self.headers.items()),
+                                  "method": self.command, "peer": self.client_address[1], "dropped": True})
+            self.close_connection = True
+            return None
+        if u.path == "/drop-next":
+            self.drop_next = True
         self.server.seen.put({"path": self.path, "headers": dict(self.headers.items()),
                               "method": self.command, "peer": self.client_address[1]})
         if u.path == "/hello":
             return self._send(200, b"hello from upstream\n")
+        if u.path == "/drop-next":
+            return self._send(200, b"marked\n")
         if u.path == "/close":  # answers, then closes the connection (Connection: close)
             self.close_connection = True
             self.send_response(200)

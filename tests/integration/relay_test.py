@@ -524,6 +524,31 @@ class WithFerryAgent(unittest.TestCase):
             relay.stop()
             relay.cleanup()
 
+    def test_kept_connection_closed_unanswered_is_retried(self):
+        # Every upstream connection drops the request that follows a /drop-next on it (closed
+        # without an answer, like a keep-alive timeout firing as the request arrives). The agent
+        # sends such a GET again on a new connection: every consumer gets its answer.
+        relay = Relay(FERRYD, shards=1)
+        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            while not self.up.server.seen.empty():
+                self.up.server.seen.get()
+            for _ in range(12):
+                self.assertEqual(self.get(relay.port, "/t/web/drop-next"), (200, b"marked\n"))
+            seen = []
+            while not self.up.server.seen.empty():
+                seen.append(self.up.server.seen.get())
+            dropped = [e for e in seen if e.get("dropped")]
+            self.assertGreater(len(dropped), 0, "no request met a kept connection")
+            self.assertEqual(len(seen) - len(dropped), 12)
+            agent.log.wait_for("request sent again on a new one", timeout=5)
+            self.assertEqual(agent.stop(), 0, agent.log.text())
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
     def test_upstream_keep_alive_off(self):
         relay = Relay(FERRYD, shards=1)
         agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp, "--upstream-keepalive", "0")

@@ -109,6 +109,26 @@ TEST(ExchangeTracker, ResetStartsTheNextExchange) {
     EXPECT_FALSE(t.reusable());  // ended by the close
 }
 
+TEST(ExchangeTracker, IdempotentMethodsMayBeSentAgain) {
+    for (std::string_view m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}) {
+        exchange_tracker t;
+        t.request_bytes(b(std::string(m) + " /x HTTP/1.1\r\nHost: a\r\n\r\n"));
+        EXPECT_TRUE(t.request_idempotent()) << m;
+    }
+    for (std::string_view m : {"POST", "PATCH", "LOCK", "get"}) {
+        exchange_tracker t;
+        t.request_bytes(b(std::string(m) + " /x HTTP/1.1\r\nHost: a\r\n\r\n"));
+        EXPECT_FALSE(t.request_idempotent()) << m;
+    }
+    exchange_tracker t;
+    t.request_bytes(b("GET /x HTT"));  // not known before the head is complete
+    EXPECT_FALSE(t.request_idempotent());
+    t.request_bytes(b("P/1.1\r\nHost: a\r\n\r\n"));
+    EXPECT_TRUE(t.request_idempotent());
+    t.reset();
+    EXPECT_FALSE(t.request_idempotent());
+}
+
 TEST(ExchangeTracker, OversizedHeadsStopTheTracking) {
     std::string big = "GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(64 * 1024, 'a') + "\r\n\r\n";
     EXPECT_FALSE(run(big, ok5));
