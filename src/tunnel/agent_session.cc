@@ -305,7 +305,8 @@ result<agent_session::channel_grant> agent_session::open_channel(consumer_conn* 
         f->spare.pop_back();
         spares_.erase(id);
         chans_[id] = reactor::ref_ptr<consumer_conn>(c);
-        top_up(*f);  // its replacement
+        // Its replacement opens when this exchange ends (consumer_closed), not now: the open
+        // and its confirmation would otherwise share the CPU with this request's own path.
         after_io();
         return channel_grant{id, true};
     }
@@ -417,7 +418,8 @@ void agent_session::consumer_closed(std::uint32_t id, consumer_conn* c) {
     if (it == chans_.end() || it->second.get() != c) return;
     chans_.erase(it);
     if (done_) return;
-    if (auto st = sess_.conn().close(id, ssh_out_); !st && sess_.closed()) end("ssh failed", false);
+    if (auto st = sess_.conn().close(id, ssh_out_); !st && sess_.closed()) return end("ssh failed", false);
+    for (auto& f : forwards_) top_up(f);  // replacements for spares taken
     after_io();
 }
 
