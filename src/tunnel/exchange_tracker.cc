@@ -12,6 +12,24 @@ http1::limits body_limits() {
 
 bytes as_bytes(const std::string& s) { return bytes(reinterpret_cast<const std::byte*>(s.data()), s.size()); }
 
+// Head bytes usually arrive whole in one piece: they are parsed from the piece itself, and only
+// a head cut across pieces is collected (parse_input appends the new piece to what is pending).
+bytes parse_input(std::string& pending, bytes piece) {
+    if (pending.empty()) return piece;
+    pending.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+    return as_bytes(pending);
+}
+
+// An unfinished head: `in` (the piece, or a tail of `pending`) waits for the next piece.
+void keep_pending(std::string& pending, bytes in) {
+    const char* p = reinterpret_cast<const char*>(in.data());
+    if (!pending.empty() && p >= pending.data() && p <= pending.data() + pending.size()) {
+        pending.erase(0, static_cast<std::size_t>(p - pending.data()));
+    } else {
+        pending.assign(p, in.size());
+    }
+}
+
 }  // namespace
 
 exchange_tracker::exchange_tracker()
@@ -32,18 +50,16 @@ void exchange_tracker::reset() {
 void exchange_tracker::request_bytes(bytes b) {
     if (b.empty()) return;
     switch (req_) {
-    case side::head:
-        req_head_.append(reinterpret_cast<const char*>(b.data()), b.size());
-        return parse_request_head();
-    case side::body: return request_body(b);
+    case side::head: return request_head(parse_input(req_head_, b));
+    case side::body: req_ = follow_body(req_body_, b); return;
     case side::done:  // a second request on one channel: not ours to follow
     case side::broken: req_ = side::broken; return;
     }
 }
 
-void exchange_tracker::parse_request_head() {
-    auto p = req_parser_.parse(as_bytes(req_head_));
-    if (p.need_more()) return;
+void exchange_tracker::request_head(bytes in) {
+    auto p = req_parser_.parse(in);
+    if (p.need_more()) return keep_pending(req_head_, in);
     if (p.failed()) {
         req_ = side::broken;
         return;
@@ -58,32 +74,21 @@ void exchange_tracker::parse_request_head() {
                   h.method == "PUT" || h.method == "DELETE";
     resp_parser_.set_request_method(h.method);
     req_body_.start(h.body);
-    req_ = side::body;
-    std::string rest = req_head_.substr(p.consumed);
-    req_head_.clear();
-    if (h.body.kind == http1::body_kind::none) {
-        req_ = side::done;
-        if (!rest.empty()) req_ = side::broken;
-        return;
-    }
-    if (!rest.empty()) request_body(as_bytes(rest));
+    req_ = follow_body(req_body_, in.subspan(p.consumed), h.body.kind == http1::body_kind::none);
+    req_head_.clear();  // after the line above: `in` may point into it
 }
 
-void exchange_tracker::request_body(bytes b) {
-    while (!b.empty() && req_ == side::body) {
-        auto p = req_body_.pass_through(b);
-        if (p.failed()) {
-            req_ = side::broken;
-            return;
-        }
+exchange_tracker::side exchange_tracker::follow_body(http1::body_reader& r, bytes b, bool no_body) {
+    // What follows a head: its body, then nothing (anything after the message is not ours).
+    if (no_body) return b.empty() ? side::done : side::broken;
+    while (!b.empty()) {
+        auto p = r.pass_through(b);
+        if (p.failed()) return side::broken;
         b = b.subspan(p.consumed);
-        if (p.done()) {
-            req_ = side::done;
-            if (!b.empty()) req_ = side::broken;  // bytes after the request
-            return;
-        }
-        if (p.consumed == 0) return;
+        if (p.done()) return b.empty() ? side::done : side::broken;
+        if (p.consumed == 0) break;
     }
+    return r.done() ? side::done : side::body;
 }
 
 void exchange_tracker::response_bytes(bytes b) {
@@ -95,19 +100,17 @@ void exchange_tracker::response_bytes(bytes b) {
         return;
     }
     switch (resp_) {
-    case side::head:
-        resp_head_.append(reinterpret_cast<const char*>(b.data()), b.size());
-        return parse_response_head();
-    case side::body: return response_body(b);
+    case side::head: return response_head(parse_input(resp_head_, b));
+    case side::body: resp_ = follow_body(resp_body_, b); return;
     case side::done:  // bytes after the response
     case side::broken: resp_ = side::broken; return;
     }
 }
 
-void exchange_tracker::parse_response_head() {
+void exchange_tracker::response_head(bytes in) {
     for (;;) {
-        auto p = resp_parser_.parse(as_bytes(resp_head_));
-        if (p.need_more()) return;
+        auto p = resp_parser_.parse(in);
+        if (p.need_more()) return keep_pending(resp_head_, in);
         if (p.failed()) {
             resp_ = side::broken;
             return;
@@ -117,39 +120,18 @@ void exchange_tracker::parse_response_head() {
             resp_ = side::broken;
             return;
         }
+        in = in.subspan(p.consumed);
         if (h.status_code < 200) {  // 100 Continue, 103 Early Hints: the final head follows
-            resp_head_.erase(0, p.consumed);
             resp_parser_.reset();
-            if (resp_head_.empty()) return;
-            continue;
+            if (!in.empty()) continue;
+            resp_head_.clear();
+            return;
         }
         keep_alive_ = keep_alive_ && h.keep_alive && h.body.kind != http1::body_kind::until_close;
         resp_body_.start(h.body);
-        resp_ = side::body;
-        std::string rest = resp_head_.substr(p.consumed);
-        resp_head_.clear();
-        if (h.body.kind == http1::body_kind::none) {
-            resp_ = rest.empty() ? side::done : side::broken;
-            return;
-        }
-        if (!rest.empty()) response_body(as_bytes(rest));
+        resp_ = follow_body(resp_body_, in, h.body.kind == http1::body_kind::none);
+        resp_head_.clear();  // after the line above: `in` may point into it
         return;
-    }
-}
-
-void exchange_tracker::response_body(bytes b) {
-    while (!b.empty() && resp_ == side::body) {
-        auto p = resp_body_.pass_through(b);
-        if (p.failed()) {
-            resp_ = side::broken;
-            return;
-        }
-        b = b.subspan(p.consumed);
-        if (p.done()) {
-            resp_ = b.empty() ? side::done : side::broken;
-            return;
-        }
-        if (p.consumed == 0) return;
     }
 }
 

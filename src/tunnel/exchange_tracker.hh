@@ -44,17 +44,16 @@ public:
 
 private:
     enum class side : std::uint8_t { head, body, done, broken };
-    void parse_request_head();
-    void parse_response_head();
-    void request_body(bytes b);
-    void response_body(bytes b);
+    void request_head(bytes in);
+    void response_head(bytes in);
+    static side follow_body(http1::body_reader& r, bytes b, bool no_body = false);
 
     side req_ = side::head;
     side resp_ = side::head;
     bool keep_alive_ = false;  // both heads allow another message
     bool resp_seen_ = false;
     bool idempotent_ = false;
-    std::string req_head_, resp_head_;  // head bytes so far (bounded by the parsers' limits)
+    std::string req_head_, resp_head_;  // a head cut across pieces, so far (bounded by the parsers' limits)
     http1::request_parser req_parser_;
     http1::response_parser resp_parser_;
     http1::body_reader req_body_, resp_body_;
