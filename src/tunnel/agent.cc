@@ -277,6 +277,11 @@ private:
     void on_channel_event(const ssh::conn_event& ev, const slice* in);
     void on_open_request(const ssh::conn_event& ev);
     void on_ssh_error(const error& e);
+    const agent_tunnel* find_tunnel(std::string_view name) const {
+        for (const agent_tunnel& t : opt_.tunnels)
+            if (t.name == name) return &t;
+        return nullptr;
+    }
     agent_target* find(std::uint32_t id) {
         auto it = chans_.find(id);
         return it == chans_.end() ? nullptr : it->second.get();
@@ -893,10 +898,7 @@ void agent_link::on_open_request(const ssh::conn_event& ev) {
         FERRY_LOG(warn, "channel refused: not forwarded-tcpip", {"type", printable(o.type, 64)});
         return refuse(ssh::open_failure::unknown_channel_type, "only forwarded-tcpip channels are served");
     }
-    const agent_tunnel* tun = nullptr;
-    for (const agent_tunnel& t : opt_.tunnels) {
-        if (t.name == o.host) tun = &t;
-    }
+    const agent_tunnel* tun = find_tunnel(o.host);
     if (!tun) {
         FERRY_LOG(warn, "channel refused: tunnel not configured", {"tunnel", printable(o.host, 253)});
         return refuse(ssh::open_failure::administratively_prohibited, "tunnel not configured on this agent");
@@ -945,10 +947,7 @@ void agent_link::target_failed(agent_target* t, const std::string& why) {
     auto keep = std::move(it->second);
     chans_.erase(it);
     if (ending_ || !sess_) return;
-    const agent_tunnel* tun = nullptr;
-    for (const agent_tunnel& x : opt_.tunnels) {
-        if (x.name == t->name()) tun = &x;
-    }
+    const agent_tunnel* tun = find_tunnel(t->name());
     FERRY_LOG(warn, "channel refused: target unreachable", {"tunnel", t->name()},
               {"target", tun ? tun->target_text : std::string()}, {"error", why});
     if (agent_) ++agent_->stats_.channels_refused;
@@ -989,10 +988,7 @@ void agent_link::send_eof(std::uint32_t id) {
 bool agent_link::replay(agent_target* t, buffer_chain&& req, bool eof) {
     auto it = chans_.find(t->id());
     if (it == chans_.end() || it->second.get() != t || ending_ || !sess_) return false;
-    const agent_tunnel* tun = nullptr;
-    for (const agent_tunnel& x : opt_.tunnels) {
-        if (x.name == t->name()) tun = &x;
-    }
+    const agent_tunnel* tun = find_tunnel(t->name());
     if (!tun) return false;
     auto fresh = std::make_unique<agent_target>(shard_, this, t->id(), t->name(), opt_, pool_);
     fresh->prepare_replay(std::move(req), eof);

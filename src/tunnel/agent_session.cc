@@ -346,16 +346,20 @@ void agent_session::drop_spare(std::uint32_t id, bool close_it) {
     if (close_it) (void)sess_.conn().close(id, ssh_out_);
 }
 
+void agent_session::close_oldest_spare(forward& f) {
+    const std::uint32_t id = f.spare.front().id;
+    f.spare.erase(f.spare.begin());
+    spares_.erase(id);
+    (void)sess_.conn().close(id, ssh_out_);
+}
+
 void agent_session::expire_spares() {
     if (done_) return;
     const auto now = owner().now();
     reactor::shard::clock::time_point next{};
     for (auto& f : forwards_) {
         while (!f.spare.empty() && f.spare.front().since + kSpareTtl <= now) {
-            const std::uint32_t id = f.spare.front().id;
-            f.spare.erase(f.spare.begin());
-            spares_.erase(id);
-            (void)sess_.conn().close(id, ssh_out_);
+            close_oldest_spare(f);
             if (f.want > 1) --f.want;  // not needed this long: keep fewer
         }
         if (!f.spare.empty() && (next == decltype(next){} || f.spare.front().since < next)) next = f.spare.front().since;
@@ -382,12 +386,7 @@ void agent_session::trim_spares() {
         if (low < 2) continue;
         const unsigned drop = low / 2;
         f.want = std::max(1u, f.want > drop ? f.want - drop : 1u);
-        for (unsigned i = 0; i < drop && !f.spare.empty(); ++i) {
-            const std::uint32_t id = f.spare.front().id;
-            f.spare.erase(f.spare.begin());
-            spares_.erase(id);
-            (void)sess_.conn().close(id, ssh_out_);
-        }
+        for (unsigned i = 0; i < drop && !f.spare.empty(); ++i) close_oldest_spare(f);
     }
     after_io();
 }

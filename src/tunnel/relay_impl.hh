@@ -119,6 +119,7 @@ private:
     void drop_spare(std::uint32_t id, bool close_it);
     void trim_spares();
     void close_spares(forward& f);
+    void close_oldest_spare(forward& f);
 
     // ws_server_connection
     void on_ws_open() override;
