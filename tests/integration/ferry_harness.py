@@ -221,6 +221,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self._send(404, b"no such path upstream\n")
 
     def do_POST(self):
+        if getattr(self, "drop_next", False):  # see do_GET: closed without an answer,
+            left = int(self.headers.get("Content-Length", "0"))  # after the whole body arrived
+            while left > 0:
+                data = self.rfile.read(min(left, 1 << 16))
+                if not data:
+                    break
+                left -= len(data)
+            self.server.seen.put({"path": self.path, "headers": dict(self.headers.items()),
+                                  "method": self.command, "peer": self.client_address[1], "dropped": True})
+            self.close_connection = True
+            return None
         self.server.seen.put({"path": self.path, "headers": dict(self.headers.items()),
                               "method": self.command, "peer": self.client_address[1]})
         h = hashlib.sha256()
@@ -247,6 +258,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 left -= len(data)
         return self._send(200, json.dumps({"sha256": h.hexdigest(), "length": n}).encode(),
                           "application/json")
+
+
+_Handler.do_PUT = _Handler.do_POST
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):

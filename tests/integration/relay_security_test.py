@@ -1105,32 +1105,40 @@ class BadInput(TunnelFixture):
         self.assertEqual([p for p in seen_paths(self.up) if "smuggled" in p or "case=" in p], [])
 
     def test_refused_request_body_is_never_a_request(self):
-        """A request refused while routing (unknown tunnel, no token)
-        whose body holds something shaped like a request: the body is not read as the next
-        request on the connection (the relay closes it), and nothing reaches the upstream."""
+        """A request refused while routing (unknown tunnel, no token) whose body holds something
+        shaped like a request: the body is not read as the next request on the connection (the
+        relay closes it), and nothing reaches the upstream."""
         a = self.auth_line()
         smuggled = f"GET /t/demo/hello?smuggled=3 HTTP/1.1\r\nHost: x\r\n{a}\r\n"
         cases = {
-            "unknown tunnel": ("/t/nosuchtunnel/x", a),
-            "no token": ("/t/demo/x", ""),
+            "unknown tunnel": ("/t/nosuchtunnel/x", a, 404),
+            "no token": ("/t/demo/x", "", 401),
         }
-        for name, (path, auth) in cases.items():
+        for name, (path, auth, status) in cases.items():
             with self.subTest(name):
                 raw = (f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
                        f"Content-Length: {len(smuggled)}\r\n\r\n{smuggled}").encode()
-                s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
-                try:
-                    s.sendall(raw)
-                    carry = bytearray()
-                    r = read_response(s, 10, carry)
-                    self.assertIsNotNone(r, name)
-                    self.assertIn(r.status, (401, 404), name)
-                    # The connection ends after the answer: no second response.
-                    self.assertIsNone(read_response(s, 10, carry), name)
-                finally:
-                    s.close()
+                self.assert_rejected(raw, (status,), name)  # answered, then the connection closes
                 self.assertEqual([p for p in seen_paths(self.up) if "smuggled" in p], [], name)
-        self.good(what="after refused requests with bodies")
+
+    def test_many_pipelined_refusals(self):
+        """300 pipelined requests that are all refused without a channel (unknown tunnel) in one
+        write: every one is answered, in order, on the same connection (the relay goes on from
+        its loop every few requests instead of recursing once per request)."""
+        a = self.auth_line()
+        n = 300
+        raw = "".join(f"GET /t/nosuchtunnel/{i} HTTP/1.1\r\nHost: x\r\n{a}\r\n" for i in range(n)).encode()
+        s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+        try:
+            s.sendall(raw)
+            carry = bytearray()
+            for i in range(n):
+                r = read_response(s, 10, carry)
+                self.assertIsNotNone(r, f"response {i}: connection closed")
+                self.assertEqual(r.status, 404, f"response {i}: {r}")
+        finally:
+            s.close()
+        self.good(what="after 300 pipelined refusals")
 
     def test_idle_connections(self):
         """200 connections that never send a byte neither block service nor stay for ever."""

@@ -18,7 +18,7 @@ import tempfile
 import time
 import unittest
 
-from ferry_harness import Relay, SshAgent, Upstream, mint, pattern, write_token
+from ferry_harness import Relay, SshAgent, Upstream, free_port, mint, pattern, write_token
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
@@ -544,6 +544,69 @@ class WithFerryAgent(unittest.TestCase):
             self.assertEqual(len(seen) - len(dropped), 12)
             agent.log.wait_for("request sent again on a new one", timeout=5)
             self.assertEqual(agent.stop(), 0, agent.log.text())
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
+    def test_unsafe_or_large_requests_are_not_sent_again(self):
+        # After /drop-next every kept connection drops its next request once its body has
+        # arrived. A POST (not idempotent) and a 100 KiB PUT (more than the 64 KiB the agent
+        # keeps for a replay) that meet one get 502: the upstream never sees either twice.
+        relay = Relay(FERRYD, "--user-rate-limit", "0", shards=1)
+        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            for _ in range(6):  # every connection the agent keeps is marked
+                self.assertEqual(self.get(relay.port, "/t/web/drop-next"), (200, b"marked\n"))
+            while not self.up.server.seen.empty():
+                self.up.server.seen.get()
+            # Which kept connection a request meets depends on timing: go on until both methods
+            # met a marked one (each attempt does with a good chance; 60 is far more than needed).
+            statuses, dropped_methods = [], set()
+            for i in range(60):
+                for method, body in (("POST", b"x" * 100), ("PUT", pattern(100 << 10, seed=i))):
+                    c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+                    c.request(method, f"/t/web/echo?{method}={i}", body=body, headers=self.hdr)
+                    r = c.getresponse()
+                    r.read()
+                    c.close()
+                    self.assertIn(r.status, (200, 502), method)
+                    statuses.append(r.status)
+                    if r.status == 502:
+                        dropped_methods.add(method)
+                if dropped_methods == {"POST", "PUT"}:
+                    break
+            seen = []
+            while not self.up.server.seen.empty():
+                seen.append(self.up.server.seen.get())
+            paths = [e["path"] for e in seen]
+            for p in set(paths):
+                self.assertEqual(paths.count(p), 1, f"{p} reached the upstream twice")
+            self.assertEqual(dropped_methods, {"POST", "PUT"}, "not both met a marked connection: nothing was tested")
+            self.assertEqual(statuses.count(502), sum(1 for e in seen if e.get("dropped")))
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
+    def test_target_down_costs_one_refusal_per_request(self):
+        # Nothing listens on the target: each request gets 502 from the agent's refusal, and a
+        # refused spare channel stops the relay from opening more (no open loop).
+        down = free_port()
+        relay = Relay(FERRYD, shards=1)
+        agent = FerryAgent(relay.port, self.tok, [("web", down)], self.tmp)
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            for _ in range(10):
+                status, body = self.get(relay.port)
+                self.assertEqual(status, 502, body)
+                self.assertIn(b"could not reach its target", body)
+            time.sleep(0.3)
+            refusals = agent.log.count("channel refused: target unreachable")
+            # One per request, plus the two spares the first miss asked for.
+            self.assertGreaterEqual(refusals, 10)
+            self.assertLessEqual(refusals, 12, agent.log.text()[-3000:])
         finally:
             agent.stop()
             relay.stop()
