@@ -213,6 +213,7 @@ int agent_main(int argc, char** argv) {
     rc.shards = 1;
     rc.pin_threads = false;
     rc.buf_count = 256;  // 4 MiB of receive buffers: an agent has few connections
+    rc.populate_buffers = false;  // faulted in by use: start-up to first request matters more
     auto eng = reactor::engine::start(rc);
     if (!eng) {
         std::fprintf(stderr, "ferry agent: cannot start the reactor: %s\n", eng.err().detail);

@@ -15,7 +15,8 @@ buf_ring::~buf_ring() {
     if (br_) ::munmap(br_, ring_bytes_);
 }
 
-status buf_ring::init(io_uring* ring, std::uint16_t group, std::uint32_t count, std::uint32_t size) noexcept {
+status buf_ring::init(io_uring* ring, std::uint16_t group, std::uint32_t count, std::uint32_t size,
+                      bool populate) noexcept {
     FERRY_DASSERT(count >= 1 && count <= 32768 && (count & (count - 1)) == 0);
     count_ = count;
     size_ = size;
@@ -28,8 +29,10 @@ status buf_ring::init(io_uring* ring, std::uint16_t group, std::uint32_t count, 
     void* r = ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (r == MAP_FAILED) return fail(error::from_errno(errno, "mmap buffer ring"));
     br_ = static_cast<io_uring_buf_ring*>(r);
-    // MAP_POPULATE: fault the receive memory in now rather than inside the first recvs.
-    void* d = ::mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE, -1, 0);
+    // MAP_POPULATE: fault the receive memory in now rather than inside the first recvs (a
+    // server's choice; a short-lived client would rather start fast).
+    const int populate_flag = populate ? MAP_POPULATE : 0;
+    void* d = ::mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | populate_flag, -1, 0);
     if (d == MAP_FAILED) return fail(error::from_errno(errno, "mmap receive buffers"));
     base_ = static_cast<std::byte*>(d);
 

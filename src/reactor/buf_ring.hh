@@ -28,7 +28,8 @@ public:
     ~buf_ring();
 
     // Precondition: `count` is a power of two in [1, 32768]; `size` in [64, 1 MiB].
-    status init(io_uring* ring, std::uint16_t group, std::uint32_t count, std::uint32_t size) noexcept;
+    status init(io_uring* ring, std::uint16_t group, std::uint32_t count, std::uint32_t size,
+                bool populate = true) noexcept;
     // Unregisters (the ring must still be alive). Memory is freed only when no slice is held.
     void destroy(io_uring* ring) noexcept;
 

@@ -149,7 +149,7 @@ status shard::init() noexcept {
     // Saves an fd lookup per io_uring_enter; optional.
     (void)io_uring_register_ring_fd(&ring_);
 
-    if (status st = bufs_.init(&ring_, 0, cfg_.buf_count, cfg_.buf_size); !st) return st;
+    if (status st = bufs_.init(&ring_, 0, cfg_.buf_count, cfg_.buf_size, cfg_.populate_buffers); !st) return st;
     copy_above_ = static_cast<std::uint32_t>(std::uint64_t(cfg_.buf_count) * cfg_.copy_above_held_256 / 256);
     arm_eventfd();
     return {};
