@@ -524,6 +524,38 @@ class WithFerryAgent(unittest.TestCase):
             relay.stop()
             relay.cleanup()
 
+    def test_unused_spare_channels_expire(self):
+        # The relay closes a spare channel that stayed unused for 1 s (kSpareTtl): the agent's
+        # upstream idle limit must never be what ends one. A request right after another finds a
+        # spare open; one after a longer pause opens its channel on demand.
+        relay = Relay(FERRYD, "--log-level", "debug", shards=1)
+        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
+
+        def served(spare, n):
+            # The access-log line of the n-th request that did (1) or did not (0) use a spare.
+            deadline = time.time() + 5  # the log reader thread may be a line behind
+            while relay.log.count('"spare_channel":%d' % spare) < n and time.time() < deadline:
+                time.sleep(0.02)
+            return relay.log.count('"spare_channel":%d' % spare)
+
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            time.sleep(1.5)  # whatever was opened at tunnel-up has expired
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            self.assertEqual((served(0, 1), served(1, 0)), (1, 0), relay.log.text()[-3000:])
+            time.sleep(0.2)  # the spares the miss asked for are open by now
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            self.assertEqual((served(0, 1), served(1, 1)), (1, 1), relay.log.text()[-3000:])
+            time.sleep(1.6)  # every spare is older than 1 s: closed
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            self.assertEqual((served(0, 2), served(1, 1)), (2, 1), relay.log.text()[-3000:])
+            self.assertEqual(agent.stop(), 0, agent.log.text())
+            self.assertEqual(relay.stop(), 0, relay.log.text()[-4000:])
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
     def test_kept_connection_closed_unanswered_is_retried(self):
         # Every upstream connection drops the request that follows a /drop-next on it (closed
         # without an answer, like a keep-alive timeout firing as the request arrives). The agent
