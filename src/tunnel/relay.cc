@@ -10,7 +10,7 @@ namespace ferry::tunnel {
 
 relay::relay(relay_options o) : opt_(std::move(o)), registry_(std::make_unique<registry>()) {}
 
-relay::~relay() = default;
+relay::~relay() { ssh::wipe(mut_bytes(opt_.host_key_seed)); }
 
 status relay::prepare(unsigned shards) {
     if (!opt_.keys) return fail(errc::invalid_argument, "relay: no JWT key set");

@@ -45,7 +45,8 @@ struct relay_options {
     // Routing: "<name>.<base_domain>" as Host routes to <name> (empty: path routing only).
     std::string base_domain;
     bool tls = false;  // X-Forwarded-Proto
-    // SSH host key (ed25519 seed, 32 bytes): the same on every restart (data dir).
+    // SSH host key (ed25519 seed, 32 bytes): the same on every restart (data dir). The relay
+    // wipes its copy when destroyed.
     std::vector<std::byte> host_key_seed;
     // Names and agents.
     std::chrono::milliseconds lease{60'000};
