@@ -1,7 +1,9 @@
 #include "proto/ssh/chacha_wide.hh"
 
 // GCC 12 warns about _mm512_rol_epi32's own _mm512_undefined_epi32() argument (a false positive).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <immintrin.h>
 
