@@ -15,7 +15,7 @@ rate_limiter::decision rate_limiter::take(std::string_view key, double now_s) {
         d.remaining = 0;
         return d;  // disabled: everything passes
     }
-    auto it = buckets_.find(std::string(key));
+    auto it = buckets_.find(key);
     if (it == buckets_.end()) {
         if (buckets_.size() >= max_keys_) sweep(now_s);
         if (buckets_.size() >= max_keys_) {

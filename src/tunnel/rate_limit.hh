@@ -9,6 +9,7 @@
 //
 // Time is passed in (seconds as a double on a monotonic clock).
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -41,7 +42,12 @@ private:
     std::uint32_t limit_;
     double rate_;  // tokens per second
     std::size_t max_keys_;
-    std::unordered_map<std::string, bucket> buckets_;
+    // Looked up by string_view (heterogeneous lookup): no std::string per request.
+    struct key_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, bucket, key_hash, std::equal_to<>> buckets_;
 };
 
 }  // namespace ferry::tunnel
