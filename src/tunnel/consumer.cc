@@ -136,7 +136,7 @@ void consumer_conn::step() {
         update_reading();
         return;
     }
-    request_id_ = st_.request_id();
+    st_.new_request_id(request_id_);
     if (p.failed()) {
         consumer_keep_alive_ = false;
         return fail(ingress::kind_for_http_error(p.err.code), p.err.detail ? p.err.detail : "malformed request");
@@ -673,7 +673,7 @@ void consumer_conn::on_timer() {
             close();  // idle keep-alive connection
         } else {
             consumer_keep_alive_ = false;
-            request_id_ = st_.request_id();
+            st_.new_request_id(request_id_);
             fail(ingress::error_kind::request_timeout, "request head not received in time");
         }
         break;

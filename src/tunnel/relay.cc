@@ -69,12 +69,12 @@ void shard_state::random(std::span<std::byte> out) {
     (void)rng->fill(mut_bytes(out.data(), out.size()));
 }
 
-std::string shard_state::request_id() {
+void shard_state::new_request_id(std::string& id) {
     std::byte b[16];
     random(b);
     char out[32];
     ingress::format_request_id(std::span<const std::byte, 16>(b), out);
-    return std::string(out, sizeof out);
+    id.assign(out, sizeof out);  // reuses the string's buffer from the previous request
 }
 
 std::string printable(std::string_view s) {

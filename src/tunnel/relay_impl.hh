@@ -50,7 +50,8 @@ struct shard_state {
     // online (here or elsewhere) or gone.
     void apply(const std::string& name, const name_state& s);
     void random(std::span<std::byte> out);
-    std::string request_id();
+    // A fresh 32-character request id into `id` (a connection's string, reused per request).
+    void new_request_id(std::string& id);
 };
 
 // Peer-chosen text for a log line: printable ASCII only, at most 100 bytes.
