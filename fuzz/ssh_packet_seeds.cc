@@ -99,13 +99,14 @@ int main(int argc, char** argv) {
         std::vector<std::byte> mk(info(macs[suite]).key_len, std::byte{11});
         if (suite != 0) tx.set_send_cipher(make_cipher(ciphers[suite], macs[suite], key, iv, mk).value());
         buffer_chain out;
-        for (std::size_t n : {1u, 40u, 700u}) {
+        // 5000: past 1 KiB, so ChaCha20's AVX-512 path and the wolfCrypt tail are in the seeds.
+        for (std::size_t n : {1u, 40u, 700u, 5000u}) {
             std::vector<std::byte> p(n, std::byte{0x61});
             p[0] = std::byte{94};
             (void)tx.write(p, out);
         }
         std::string w = out.to_string();
-        for (std::size_t step : {7u, 1000u}) {
+        for (std::size_t step : {7u, 1000u, 3000u}) {
             write_seed("packets-suite" + std::to_string(suite),
                        std::string("\x00", 1) + char(suite) + chunked(as_bytes(w), step));
         }
