@@ -14,6 +14,12 @@
 
 namespace ferry::ssh {
 
+status packet_cipher::seal_from(std::uint32_t seq, mut_bytes packet, std::size_t body_at, bytes body,
+                                mut_bytes tag) noexcept {
+    if (!body.empty()) std::memcpy(packet.data() + body_at, body.data(), body.size());
+    return seal(seq, packet, tag);
+}
+
 namespace {
 
 inline byte* u8p(std::byte* p) noexcept { return reinterpret_cast<byte*>(p); }
@@ -75,6 +81,26 @@ public:
         int r = wc_AesGcmEncrypt(&aes_, u8p(p.data() + 4), u8p(p.data() + 4),
                                  static_cast<word32>(p.size() - 4), u8p(iv_.data()), 12,
                                  u8p(tag.data()), 16, u8p(p.data()), 4);
+        if (r != 0) return fail(errc::crypto, "gcm encrypt");
+        next_iv();
+        return {};
+    }
+    // Streaming GCM over three pieces: [4, body_at) in place, the body from its own buffer
+    // into the packet, the padding in place. Same IV, AAD (the length) and bytes as seal().
+    status seal_from(std::uint32_t, mut_bytes p, std::size_t body_at, bytes body, mut_bytes tag) noexcept override {
+        byte* base = u8p(p.data());
+        const std::size_t body_end = body_at + body.size();
+        int r = wc_AesGcmInit(&aes_, nullptr, 0, u8p(iv_.data()), 12);
+        if (r == 0) r = wc_AesGcmEncryptUpdate(&aes_, base + 4, base + 4, static_cast<word32>(body_at - 4), base, 4);
+        if (r == 0 && !body.empty()) {
+            r = wc_AesGcmEncryptUpdate(&aes_, base + body_at, u8p(body.data()), static_cast<word32>(body.size()),
+                                       nullptr, 0);
+        }
+        if (r == 0 && body_end < p.size()) {
+            r = wc_AesGcmEncryptUpdate(&aes_, base + body_end, base + body_end,
+                                       static_cast<word32>(p.size() - body_end), nullptr, 0);
+        }
+        if (r == 0) r = wc_AesGcmEncryptFinal(&aes_, u8p(tag.data()), 16);
         if (r != 0) return fail(errc::crypto, "gcm encrypt");
         next_iv();
         return {};

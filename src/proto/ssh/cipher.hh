@@ -79,6 +79,13 @@ public:
     // Protects `packet` in place (its length field and padding already written) and writes the
     // tag. Precondition: tag.size() == tag_size(), the packet is block-aligned.
     virtual status seal(std::uint32_t seq, mut_bytes packet, mut_bytes tag) noexcept = 0;
+    // The same, except that packet[body_at, body_at + body.size()) is not filled in yet: that
+    // part's plaintext is read from `body` (another buffer) and its ciphertext written in place,
+    // so a channel's payload is not copied into the packet first. The result is byte for byte
+    // what seal() gives. The default copies, then seals; AES-GCM reads `body` directly.
+    // Precondition: 5 <= body_at, body_at + body.size() <= packet.size().
+    virtual status seal_from(std::uint32_t seq, mut_bytes packet, std::size_t body_at, bytes body,
+                             mut_bytes tag) noexcept;
 
     // Step 1 of opening: the packet_length field from the first length_bytes() bytes. May
     // decrypt them in place (CTR encrypt-and-MAC); called exactly once per packet, before open().

@@ -56,9 +56,12 @@ status packet_layer::write(bytes head, bytes body, buffer_chain& out) {
     store_be32(dst.data(), static_cast<std::uint32_t>(plen));
     dst[4] = std::byte(pad);
     if (!head.empty()) std::memcpy(dst.data() + 5, head.data(), head.size());
-    if (!body.empty()) std::memcpy(dst.data() + 5 + head.size(), body.data(), body.size());
     status s = fill_padding(dst.subspan(5 + payload, pad));
-    if (s) s = tx_->seal(tx_seq_, dst.first(4 + plen), dst.subspan(4 + plen));
+    // The body (a channel's payload) goes in with the sealing: one pass instead of copy + seal.
+    if (s) {
+        s = body.empty() ? tx_->seal(tx_seq_, dst.first(4 + plen), dst.subspan(4 + plen))
+                         : tx_->seal_from(tx_seq_, dst.first(4 + plen), 5 + head.size(), body, dst.subspan(4 + plen));
+    }
     if (!s) {
         out.commit(0);
         return s;

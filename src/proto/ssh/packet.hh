@@ -4,7 +4,8 @@
 //   uint32 packet_length | byte padding_length | payload | random padding | mac/tag
 //
 // Outbound packets are built directly in space prepared at the end of the caller's
-// buffer_chain and sealed there: the payload is copied once, never staged. Inbound packets are
+// buffer_chain and sealed there: the payload is copied once, never staged (with AES-GCM the body
+// is read by the cipher where it lies: packet_cipher::seal_from). Inbound packets are
 // opened in place: when a whole packet sits in the caller's input span it is decrypted right
 // there; only a packet split across reads is gathered into one internal buffer (bounded by
 // max_packet). The returned payload view is valid until the next call to read().
