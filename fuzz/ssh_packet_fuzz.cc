@@ -156,30 +156,27 @@ void fuzz_packet_layer(std::uint8_t suite, chunks& in) {
     fuzz_rng r(1);
     packet_limits lim;
     lim.max_packet = 64 * 1024;
-    packet_layer rx(lim, r), tx(lim, r);
     std::vector<std::byte> key(info(ciphers[suite]).key_len, std::byte{7});
     std::vector<std::byte> iv(16, std::byte{9});
     std::vector<std::byte> mk(info(macs[suite]).key_len, std::byte{11});
-    if (suite != 0) {
+    // Both directions of a pair under the same fixed keys (suite 0: no cipher).
+    auto keyed = [&](packet_layer& recv, packet_layer& send) {
+        if (suite == 0) return;
         auto c = make_cipher(ciphers[suite], macs[suite], key, iv, mk);
         auto c2 = make_cipher(ciphers[suite], macs[suite], key, iv, mk);
         if (!c || !c2) __builtin_trap();
-        rx.set_recv_cipher(std::move(*c));
-        tx.set_send_cipher(std::move(*c2));
-    }
+        recv.set_recv_cipher(std::move(*c));
+        send.set_send_cipher(std::move(*c2));
+    };
+    packet_layer rx(lim, r), tx(lim, r);
+    keyed(rx, tx);
     buffer_chain out;
     // Every chunk is also sealed as a payload (any size up to the limit) by a second pair and
     // opened again: the cipher's bulk paths (AVX-512 ChaCha20 from 1 KiB, the wolfCrypt tail,
     // AES-GCM sealing a body from its own buffer) meet arbitrary lengths under ASan, and must
     // give the payload back.
     packet_layer seal_tx(lim, r), seal_rx(lim, r);
-    if (suite != 0) {
-        auto c = make_cipher(ciphers[suite], macs[suite], key, iv, mk);
-        auto c2 = make_cipher(ciphers[suite], macs[suite], key, iv, mk);
-        if (!c || !c2) __builtin_trap();
-        seal_tx.set_send_cipher(std::move(*c));
-        seal_rx.set_recv_cipher(std::move(*c2));
-    }
+    keyed(seal_rx, seal_tx);
     while (!in.done()) {
         auto c = in.next();
         if (!c.empty() && c.size() <= seal_tx.max_payload()) {
