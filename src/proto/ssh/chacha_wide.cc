@@ -5,7 +5,11 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+
+#include <string.h>  // explicit_bzero
 
 #include <cstring>
 
@@ -18,9 +22,21 @@ std::uint32_t load_le32(const unsigned char* p) noexcept {
     return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24;
 }
 
+#if defined(__x86_64__)
+
 // ---- AVX-512: lane j of vector x[i] is state word i of block j -----------------------------------
 
 #define FERRY_AVX512 __attribute__((target("avx512f")))
+// On return, zero the general and mask registers the function used where the compiler can
+// (GCC >= 11, clang >= 15); the vector registers are cleared explicitly in xor_avx512.
+#if defined(__has_attribute)
+#if __has_attribute(zero_call_used_regs)
+#define FERRY_ZERO_USED_REGS __attribute__((zero_call_used_regs("used")))
+#endif
+#endif
+#ifndef FERRY_ZERO_USED_REGS
+#define FERRY_ZERO_USED_REGS
+#endif
 
 template <int N>
 FERRY_AVX512 inline __m512i rotl(__m512i v) noexcept {
@@ -35,7 +51,7 @@ FERRY_AVX512 inline void quarter(__m512i& a, __m512i& b, __m512i& c, __m512i& d)
 }
 
 // XORs 16 consecutive blocks (1 KiB) starting at `counter`.
-FERRY_AVX512 void sixteen_blocks(const __m512i init[16], std::uint64_t counter, const std::byte* in,
+FERRY_AVX512 FERRY_ZERO_USED_REGS void sixteen_blocks(const __m512i init[16], std::uint64_t counter, const std::byte* in,
                                  std::byte* out) noexcept {
     // Counters counter+0 .. counter+15, the carry into the high word handled per lane.
     const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -100,8 +116,9 @@ FERRY_AVX512 void sixteen_blocks(const __m512i init[16], std::uint64_t counter, 
     }
 }
 
-FERRY_AVX512 std::size_t xor_avx512(const std::uint32_t key[8], const unsigned char nonce[8], std::uint64_t counter,
-                                    const std::byte* in, std::byte* out, std::size_t len) noexcept {
+__attribute__((noinline)) FERRY_AVX512 FERRY_ZERO_USED_REGS std::size_t xor_avx512(
+    const std::uint32_t key[8], const unsigned char nonce[8], std::uint64_t counter, const std::byte* in,
+    std::byte* out, std::size_t len) noexcept {
     __m512i init[16];
     for (int i = 0; i < 4; ++i) init[i] = _mm512_set1_epi32(static_cast<int>(kSigma[i]));
     for (int i = 0; i < 8; ++i) init[4 + i] = _mm512_set1_epi32(static_cast<int>(key[i]));
@@ -112,23 +129,60 @@ FERRY_AVX512 std::size_t xor_avx512(const std::uint32_t key[8], const unsigned c
     for (std::size_t c = 0; c < chunks; ++c) {
         sixteen_blocks(init, counter + 16 * c, in + 1024 * c, out + 1024 * c);
     }
-    // The key-derived vectors live in registers and on this stack frame: clear them.
-    for (auto& v : init) v = _mm512_setzero_si512();
-    asm volatile("" : : "m"(init) : "memory");
+    // Key broadcasts and keystream may be left in any vector register: vzeroall clears zmm0-15,
+    // zmm16-31 one by one (zero_call_used_regs covers only what GCC counts as used, clang 14
+    // has no such attribute).
+    asm volatile(
+        "vzeroall\n\t"
+        "vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+        "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+        "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+        "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+        "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+        "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+        "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+        "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31"
+        :
+        :
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22",
+          "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "memory");
     return chunks * 1024;
 }
+
+// xor_avx512's frame (about 2.9 KiB with GCC 12) holds spilled copies of the key broadcasts
+// and of keystream. Called right after it from the same caller, this function's buffer covers
+// the same stack and overwrites them.
+__attribute__((noinline)) void scrub_stack() noexcept {
+    unsigned char buf[8192];
+    explicit_bzero(buf, sizeof buf);
+    asm volatile("" : : "r"(buf) : "memory");
+}
+
+#endif  // __x86_64__
 
 }  // namespace
 
 bool chacha_wide_available() noexcept {
+#if defined(__x86_64__)
     // libgcc's check covers the OS side too (XCR0 has the opmask and ZMM state bits).
     static const bool ok = __builtin_cpu_supports("avx512f");
     return ok;
+#else
+    return false;
+#endif
 }
 
 std::size_t chacha_wide_xor(const std::uint32_t key[8], const unsigned char nonce[8], std::uint64_t counter,
                             const std::byte* in, std::byte* out, std::size_t len) noexcept {
-    return xor_avx512(key, nonce, counter, in, out, len);
+#if defined(__x86_64__)
+    const std::size_t done = xor_avx512(key, nonce, counter, in, out, len);
+    scrub_stack();
+    return done;
+#else
+    (void)key, (void)nonce, (void)counter, (void)in, (void)out, (void)len;
+    return 0;
+#endif
 }
 
 void chacha_block_ref(const std::uint32_t key[8], const unsigned char nonce[8], std::uint64_t counter,

@@ -18,11 +18,13 @@ bool chacha_wide_available() noexcept;
 // out[i] = in[i] ^ keystream for the first (len / 1024) * 1024 bytes, starting at block
 // `counter` (64-byte blocks) under `key` (8 little-endian words) and `nonce` (the 8 nonce bytes,
 // loaded as two little-endian words). `in` and `out` may be the same buffer. Returns the number
-// of bytes done. Precondition: chacha_wide_available().
+// of bytes done; afterwards the stack it used is overwritten (spilled key and keystream) and, with
+// compilers that can, the vector registers it used are zeroed. Precondition:
+// chacha_wide_available() (elsewhere it does nothing and returns 0).
 std::size_t chacha_wide_xor(const std::uint32_t key[8], const unsigned char nonce[8], std::uint64_t counter,
                             const std::byte* in, std::byte* out, std::size_t len) noexcept;
 
-// Portable one-block reference (tests and the fuzz target compare against it).
+// Portable one-block reference (the unit tests compare the wide code against it).
 void chacha_block_ref(const std::uint32_t key[8], const unsigned char nonce[8], std::uint64_t counter,
                       unsigned char out[64]) noexcept;
 
