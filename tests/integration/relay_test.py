@@ -6,6 +6,7 @@ WebSocket through ws_stdio_bridge.py (an independent bridge) or `ferry connect`,
 Usage: relay_test.py PATH/TO/ferryd PATH/TO/ferry
 """
 import concurrent.futures
+import contextlib
 import hashlib
 import http.client
 import json
@@ -418,6 +419,20 @@ class WithFerryAgent(unittest.TestCase):
         self.up.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def ferry_tunnel(self, *relay_args, agent_args=(), target=None):
+        """ferryd (one shard) and `ferry agent` serving tunnel "web" (the upstream, or port
+        `target`), up when the block starts; both stopped and the relay's folder removed after."""
+        relay = Relay(FERRYD, *relay_args, shards=1)
+        agent = FerryAgent(relay.port, self.tok, [("web", target or self.up.port)], self.tmp, *agent_args)
+        try:
+            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+            yield relay, agent
+        finally:
+            agent.stop()
+            relay.stop()
+            relay.cleanup()
+
     def get(self, port, path="/t/web/hello", timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         c.request("GET", path, headers=self.hdr)
@@ -470,10 +485,7 @@ class WithFerryAgent(unittest.TestCase):
         # ferry agent keeps the upstream connection of a finished exchange for the next channel.
         # The relay keeps spare channels open ahead, which hold connections too: the requests
         # share at most three upstream connections.
-        relay = Relay(FERRYD, "--log-level", "debug", shards=1)
-        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp, "--upstream-idle-ms", "1500")
-        try:
-            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+        with self.ferry_tunnel("--log-level", "debug", agent_args=("--upstream-idle-ms", "1500")) as (relay, agent):
             self.seen_peers()
             for _ in range(5):  # a new consumer connection each time
                 self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
@@ -519,18 +531,11 @@ class WithFerryAgent(unittest.TestCase):
             self.assertNotIn(p[0], seen)
             self.assertEqual(agent.stop(), 0, agent.log.text())
             self.assertEqual(relay.stop(), 0, relay.log.text()[-4000:])
-        finally:
-            agent.stop()
-            relay.stop()
-            relay.cleanup()
 
     def test_unused_spare_channels_expire(self):
         # The relay closes a spare channel that stayed unused for 1 s (kSpareTtl): the agent's
         # upstream idle limit must never be what ends one. A request right after another finds a
         # spare open; one after a longer pause opens its channel on demand.
-        relay = Relay(FERRYD, "--log-level", "debug", shards=1)
-        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
-
         def served(spare, n):
             # The access-log line of the n-th request that did (1) or did not (0) use a spare.
             deadline = time.time() + 5  # the log reader thread may be a line behind
@@ -538,8 +543,7 @@ class WithFerryAgent(unittest.TestCase):
                 time.sleep(0.02)
             return relay.log.count('"spare_channel":%d' % spare)
 
-        try:
-            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+        with self.ferry_tunnel("--log-level", "debug") as (relay, agent):
             time.sleep(1.5)  # whatever was opened at tunnel-up has expired
             self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
             self.assertEqual((served(0, 1), served(1, 0)), (1, 0), relay.log.text()[-3000:])
@@ -551,19 +555,12 @@ class WithFerryAgent(unittest.TestCase):
             self.assertEqual((served(0, 2), served(1, 1)), (2, 1), relay.log.text()[-3000:])
             self.assertEqual(agent.stop(), 0, agent.log.text())
             self.assertEqual(relay.stop(), 0, relay.log.text()[-4000:])
-        finally:
-            agent.stop()
-            relay.stop()
-            relay.cleanup()
 
     def test_kept_connection_closed_unanswered_is_retried(self):
         # Every upstream connection drops the request that follows a /drop-next on it (closed
         # without an answer, like a keep-alive timeout firing as the request arrives). The agent
         # sends such a GET again on a new connection: every consumer gets its answer.
-        relay = Relay(FERRYD, shards=1)
-        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
-        try:
-            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+        with self.ferry_tunnel() as (relay, agent):
             while not self.up.server.seen.empty():
                 self.up.server.seen.get()
             for _ in range(12):
@@ -576,19 +573,12 @@ class WithFerryAgent(unittest.TestCase):
             self.assertEqual(len(seen) - len(dropped), 12)
             agent.log.wait_for("request sent again on a new one", timeout=5)
             self.assertEqual(agent.stop(), 0, agent.log.text())
-        finally:
-            agent.stop()
-            relay.stop()
-            relay.cleanup()
 
     def test_unsafe_or_large_requests_are_not_sent_again(self):
         # After /drop-next every kept connection drops its next request once its body has
         # arrived. A POST (not idempotent) and a 100 KiB PUT (more than the 64 KiB the agent
         # keeps for a replay) that meet one get 502: the upstream never sees either twice.
-        relay = Relay(FERRYD, "--user-rate-limit", "0", shards=1)
-        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
-        try:
-            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+        with self.ferry_tunnel("--user-rate-limit", "0") as (relay, agent):
             for _ in range(6):  # every connection the agent keeps is marked
                 self.assertEqual(self.get(relay.port, "/t/web/drop-next"), (200, b"marked\n"))
             while not self.up.server.seen.empty():
@@ -617,19 +607,12 @@ class WithFerryAgent(unittest.TestCase):
                 self.assertEqual(paths.count(p), 1, f"{p} reached the upstream twice")
             self.assertEqual(dropped_methods, {"POST", "PUT"}, "not both met a marked connection: nothing was tested")
             self.assertEqual(statuses.count(502), sum(1 for e in seen if e.get("dropped")))
-        finally:
-            agent.stop()
-            relay.stop()
-            relay.cleanup()
 
     def test_target_down_costs_one_refusal_per_request(self):
         # Nothing listens on the target: each request gets 502 from the agent's refusal, and a
         # refused spare channel stops the relay from opening more (no open loop).
         down = free_port()
-        relay = Relay(FERRYD, shards=1)
-        agent = FerryAgent(relay.port, self.tok, [("web", down)], self.tmp)
-        try:
-            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+        with self.ferry_tunnel(target=down) as (relay, agent):
             for _ in range(10):
                 status, body = self.get(relay.port)
                 self.assertEqual(status, 502, body)
@@ -639,24 +622,13 @@ class WithFerryAgent(unittest.TestCase):
             # One per request, plus the two spares the first miss asked for.
             self.assertGreaterEqual(refusals, 10)
             self.assertLessEqual(refusals, 12, agent.log.text()[-3000:])
-        finally:
-            agent.stop()
-            relay.stop()
-            relay.cleanup()
 
     def test_upstream_keep_alive_off(self):
-        relay = Relay(FERRYD, shards=1)
-        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp, "--upstream-keepalive", "0")
-        try:
-            relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
+        with self.ferry_tunnel(agent_args=("--upstream-keepalive", "0")) as (relay, agent):
             self.seen_peers()
             for _ in range(3):
                 self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
             self.assertEqual(len(set(self.seen_peers())), 3)
-        finally:
-            agent.stop()
-            relay.stop()
-            relay.cleanup()
 
     def test_openssh_through_ferry_connect(self):
         relay = Relay(FERRYD, shards=1)
