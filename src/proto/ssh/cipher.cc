@@ -132,14 +132,8 @@ public:
     ~chachapoly_cipher() override {
         wipe(mut_bytes(reinterpret_cast<std::byte*>(&main_), sizeof main_));
         wipe(mut_bytes(reinterpret_cast<std::byte*>(&header_), sizeof header_));
-        wipe(mut_bytes(reinterpret_cast<std::byte*>(main_key_), sizeof main_key_));
     }
     status init(bytes key) noexcept {
-        for (int i = 0; i < 8; ++i) {
-            const auto* k = key.data() + 4 * i;
-            main_key_[i] = std::to_integer<std::uint32_t>(k[0]) | std::to_integer<std::uint32_t>(k[1]) << 8 |
-                           std::to_integer<std::uint32_t>(k[2]) << 16 | std::to_integer<std::uint32_t>(k[3]) << 24;
-        }
         if (wc_Chacha_SetKey(&main_, u8p(key.data()), 32) != 0 ||
             wc_Chacha_SetKey(&header_, u8p(key.data() + 32), 32) != 0) {
             return fail(errc::crypto, "chacha key");
@@ -215,7 +209,9 @@ private:
         if (body.size() >= 1024 && detail::chacha_wide_available()) {
             byte iv[12];
             nonce(seq, iv);
-            done = detail::chacha_wide_xor(main_key_, iv + 4, 1, body.data(), body.data(), body.size());
+            // wc_Chacha_SetKey left K_2 as state words 4..11 (little-endian loads): the key the
+            // wide code takes (ChaChaWide.LargePacketsSealLikeTheReference checks it).
+            done = detail::chacha_wide_xor(main_.X + 4, iv + 4, 1, body.data(), body.data(), body.size());
             if (done < body.size() && wc_Chacha_SetIV(&main_, iv, static_cast<word32>(1 + done / 64)) != 0) {
                 return fail(errc::crypto, "chacha body");
             }
@@ -237,7 +233,6 @@ private:
     ChaCha main_;
     ChaCha header_;
     Poly1305 poly_;
-    std::uint32_t main_key_[8] = {};  // K_2 as state words, for chacha_wide_xor
 };
 
 // ---- AES-CTR with HMAC-SHA2 (encrypt-and-MAC or encrypt-then-MAC) -----------------------------
