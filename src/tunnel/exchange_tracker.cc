@@ -41,6 +41,7 @@ void exchange_tracker::reset() {
     keep_alive_ = false;
     resp_seen_ = false;
     idempotent_ = false;
+    req_body_announced_ = false;
     req_head_.clear();
     resp_head_.clear();
     req_parser_.reset();
@@ -73,6 +74,8 @@ void exchange_tracker::request_head(bytes in) {
     idempotent_ = h.method == "GET" || h.method == "HEAD" || h.method == "OPTIONS" || h.method == "TRACE" ||
                   h.method == "PUT" || h.method == "DELETE";
     resp_parser_.set_request_method(h.method);
+    req_body_announced_ = h.body.kind == http1::body_kind::chunked ||
+                          (h.body.kind == http1::body_kind::content_length && h.body.length > 0);
     req_body_.start(h.body);
     req_ = follow_body(req_body_, in.subspan(p.consumed), h.body.kind == http1::body_kind::none);
     req_head_.clear();  // after the line above: `in` may point into it

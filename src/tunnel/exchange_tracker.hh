@@ -6,6 +6,12 @@
 // back the stream; anything it cannot follow (not HTTP, a head over the limit, a framing error,
 // an upgrade, a second request on the channel) only makes the connection not reusable.
 //
+// A request that carries a body (chunked, or a Content-Length above 0) never leaves the
+// connection reusable, whatever the response says: an upstream may answer without reading the
+// body (a GET handler that ignores it, an early 401 or 413), and the unread bytes, which one
+// consumer chose, would be read as the start of the next consumer's request on that connection
+// (cross-consumer capture; docs/architecture.md, "Upstream keep-alive").
+//
 // Sans-IO and single-threaded; one per upstream connection, reset() between exchanges.
 #include <cstdint>
 #include <string>
@@ -36,10 +42,12 @@ public:
     bool response_started() const noexcept { return resp_seen_; }
     // The final response is complete (its body framing says so).
     bool response_complete() const noexcept { return resp_ == side::done; }
-    // Both messages are complete, both sides allow keep-alive, nothing came after them: the
-    // connection is idle and may carry the next exchange.
+    // The request announced a body (chunked, or a Content-Length above 0).
+    bool request_had_body() const noexcept { return req_body_announced_; }
+    // Both messages are complete, both sides allow keep-alive, the request carried no body and
+    // nothing came after them: the connection is idle and may carry the next exchange.
     bool reusable() const noexcept {
-        return req_ == side::done && resp_ == side::done && keep_alive_;
+        return req_ == side::done && resp_ == side::done && keep_alive_ && !req_body_announced_;
     }
 
 private:
@@ -53,6 +61,7 @@ private:
     bool keep_alive_ = false;  // both heads allow another message
     bool resp_seen_ = false;
     bool idempotent_ = false;
+    bool req_body_announced_ = false;
     std::string req_head_, resp_head_;  // a head cut across pieces, so far (bounded by the parsers' limits)
     http1::request_parser req_parser_;
     http1::response_parser resp_parser_;

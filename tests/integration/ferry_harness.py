@@ -324,6 +324,30 @@ class SshAgent:
         return self.proc.returncode
 
 
+class FerryAgent:
+    """`ferry agent` (the binary `ferry`) serving `tunnels` [(name, port)] through the relay on
+    `relay_port` (ws://), its known_hosts in `tmp`; stderr (JSON lines) collected in `log`."""
+
+    def __init__(self, ferry, relay_port, token_file, tunnels, tmp, *extra):
+        args = [ferry, "agent", "--relay", f"ws://127.0.0.1:{relay_port}", "--token-file", token_file,
+                "--known-hosts", os.path.join(tmp, "known_hosts"), *extra]
+        for name, port in tunnels:
+            args += ["--tunnel", f"{name}=127.0.0.1:{port}"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log = LogReader(self.proc.stderr)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+        return self.proc.returncode
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

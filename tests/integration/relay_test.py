@@ -19,7 +19,7 @@ import tempfile
 import time
 import unittest
 
-from ferry_harness import Relay, SshAgent, Upstream, free_port, mint, pattern, write_token
+from ferry_harness import FerryAgent, Relay, SshAgent, Upstream, free_port, mint, pattern, write_token
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
@@ -386,28 +386,6 @@ class AgentRestart(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-class FerryAgent:
-    def __init__(self, relay_port, token_file, tunnels, tmp, *extra):
-        args = [FERRY, "agent", "--relay", f"ws://127.0.0.1:{relay_port}", "--token-file", token_file,
-                "--known-hosts", os.path.join(tmp, "known_hosts"), *extra]
-        for name, port in tunnels:
-            args += ["--tunnel", f"{name}=127.0.0.1:{port}"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        from ferry_harness import LogReader
-        self.log = LogReader(self.proc.stderr)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.log.close()
-        return self.proc.returncode
-
-
 class WithFerryAgent(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="ferry-agent-relay-")
@@ -424,7 +402,7 @@ class WithFerryAgent(unittest.TestCase):
         """ferryd (one shard) and `ferry agent` serving tunnel "web" (the upstream, or port
         `target`), up when the block starts; both stopped and the relay's folder removed after."""
         relay = Relay(FERRYD, *relay_args, shards=1)
-        agent = FerryAgent(relay.port, self.tok, [("web", target or self.up.port)], self.tmp, *agent_args)
+        agent = FerryAgent(FERRY, relay.port, self.tok, [("web", target or self.up.port)], self.tmp, *agent_args)
         try:
             relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
             yield relay, agent
@@ -443,7 +421,7 @@ class WithFerryAgent(unittest.TestCase):
 
     def test_agent_serves_and_comes_back_after_relay_restart(self):
         relay = Relay(FERRYD, shards=2)
-        agent = FerryAgent(relay.port, self.tok, [("web", self.up.port)], self.tmp)
+        agent = FerryAgent(FERRY, relay.port, self.tok, [("web", self.up.port)], self.tmp)
         try:
             relay.log.wait_for(['"tunnel up"', '"web"'], timeout=20)
             self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))

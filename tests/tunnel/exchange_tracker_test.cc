@@ -35,12 +35,11 @@ TEST(ExchangeTracker, KeepAliveExchangesAreReusable) {
         EXPECT_TRUE(run(get, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n", split));
         // HEAD: the Content-Length describes a body that does not come.
         EXPECT_TRUE(run("HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", split));
-        // Bodies both ways, and interim responses before the final one.
-        EXPECT_TRUE(run("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+        // Interim responses before the final one; a request with an empty body.
+        EXPECT_TRUE(run("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
                         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
                         "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
                         split));
-        EXPECT_TRUE(run("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", ok5, split));
         // HTTP/1.0 upstream that says keep-alive with a length.
         EXPECT_TRUE(run(get, "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello", split));
     }
@@ -59,6 +58,39 @@ TEST(ExchangeTracker, ConnectionsThatMustCloseAreNot) {
                          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", split));
         EXPECT_FALSE(run(get, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", split));
     }
+}
+
+// Issue 11 item 1: an upstream may answer without reading a request body (a GET handler that
+// ignores it, an early 401/413); the unread bytes are one consumer's and would prefix the next
+// consumer's request on a kept connection. So a request with a body never leaves its
+// connection reusable, however complete both messages look.
+TEST(ExchangeTracker, RequestsWithABodyNeverLeaveTheConnectionReusable) {
+    for (bool split : {false, true}) {
+        SCOPED_TRACE(split);
+        // The smuggling shape: a GET whose body is the start of another request.
+        EXPECT_FALSE(run("GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 45\r\n\r\n"
+                         "POST /comment HTTP/1.1\r\nContent-Length: 200\r\n",
+                         ok5, split));
+        EXPECT_FALSE(run("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+                         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", split));
+        EXPECT_FALSE(run("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", ok5, split));
+        // Even an empty chunked body: its "0\r\n\r\n" may be left unread too.
+        EXPECT_FALSE(run("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ok5, split));
+        // An early answer (401) to a body the upstream never read.
+        EXPECT_FALSE(run("PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd",
+                         "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n", split));
+    }
+    exchange_tracker t;
+    t.request_bytes(b("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nz"));
+    EXPECT_TRUE(t.request_had_body());
+    t.response_bytes(b(ok5));
+    EXPECT_TRUE(t.response_complete());
+    EXPECT_FALSE(t.reusable());
+    t.reset();  // the next exchange on a fresh tracker state (never reached in the agent)
+    EXPECT_FALSE(t.request_had_body());
+    t.request_bytes(b(get));
+    t.response_bytes(b(ok5));
+    EXPECT_TRUE(t.reusable());
 }
 
 TEST(ExchangeTracker, IncompleteOrExtraBytesAreNot) {

@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""ferryd and `ferry agent` against the second hostile test (issue 11): one class per finding,
+each reproducing the attack with real processes on loopback and asserting that it no longer
+works, while an honest consumer keeps being served.
+
+  CrossConsumerCapture  a consumer's request body left unread by the upstream must never reach
+                        the next consumer's request (the agent's upstream keep-alive pool)
+
+Tokens are minted with PyJWT. Agents are `ferry agent` (the one with an upstream pool) unless a
+test says otherwise. Memory figures come from /proc/PID/status. Thresholds are wide: the machine
+is small and shared; every wait is for the event asserted on, never a bare sleep.
+Usage: hostile_test.py PATH/TO/ferryd PATH/TO/ferry [unittest arguments]
+"""
+import http.client
+import http.server
+import json
+import os
+import shutil
+import socket
+import socketserver
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+
+from ferry_harness import FerryAgent, Relay, mint, write_token
+
+FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
+FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def agent_token(sub, **claims):
+    """A token meant for an agent (docs/security.md: the `ferry:agent` scope)."""
+    return mint(sub, scope="ferry:agent", **claims)
+
+
+def stop_clean(testcase, relay):
+    """Stops ferryd and fails when it did not exit 0 or a sanitizer wrote a report."""
+    rc = relay.stop()
+    text = relay.log.text()
+    relay.cleanup()
+    marks = [m for m in SANITIZER_MARKS if m in text]
+    testcase.assertEqual((rc, marks), (0, []), "\n".join(relay.log.lines[-40:]))
+
+
+def raw_exchange(sock, data, timeout=10):
+    """Sends `data` and reads one response with a Content-Length body: (status, body), or None
+    when the connection closed first."""
+    sock.settimeout(timeout)
+    sock.sendall(data)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    length = 0
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        if k.strip().lower() == "content-length":
+            length = int(v)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        rest += chunk
+    return int(lines[0].split(" ")[1]), rest[:length]
+
+
+# ---- 1. cross-consumer capture through the agent's upstream pool ------------------------------
+
+class _ShopHandler(http.server.BaseHTTPRequestHandler):
+    """An ordinary keep-alive HTTP/1.1 service whose GET handlers never read a request body
+    (Python's http.server leaves it in the connection, to be read as the next request)."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def _send(self, body):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        u = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        if u.path == "/owner":
+            n = q.get("n", "")
+            ok = self.headers.get("X-Api-Key") == "owner-secret-" + n
+            return self._send(f"owner {n} key-ok={ok}".encode())
+        return self._send(b"x")  # /x and everything else: the body, if any, stays unread
+
+    def do_POST(self):
+        # /comment stores what it reads (up to Content-Length): the attacker reads it back.
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n) if n else b""
+        with self.server.lock:
+            self.server.comments.append(self.raw_requestline + bytes(self.headers) + body)
+        return self._send(b"stored")
+
+
+class _ShopServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class CrossConsumerCapture(unittest.TestCase):
+    """Consumer M (granted the tunnel) sends GET /t/shop/x with a Content-Length body that is
+    the start of another request (POST /comment with Content-Length: 200 and an open body).
+    The upstream answers the GET without reading the body; before issue 11 the agent pooled
+    that connection and the owner's next request became the body of M's smuggled POST: the
+    owner got M's answer and M could read the owner's head (API key included) back. For six
+    seconds M attacks while the honest owner sends requests: no owner answer may be wrong and
+    no byte of the owner's requests may reach a stored comment."""
+
+    SMUGGLED = b"POST /comment HTTP/1.1\r\nHost: shop\r\nContent-Length: 200\r\n\r\n"
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ferry-hostile-")
+        self.up = _ShopServer(("127.0.0.1", 0), _ShopHandler)
+        self.up.comments = []
+        self.up.lock = threading.Lock()
+        threading.Thread(target=self.up.serve_forever, daemon=True).start()
+        self.relay = Relay(FERRYD, "--user-rate-limit", "0")
+        self.agent = FerryAgent(FERRY, self.relay.port, write_token(self.tmp, agent_token("owner")),
+                                [("shop", self.up.server_address[1])], self.tmp)
+        self.relay.log.wait_for(['"tunnel up"', '"shop"'], timeout=20)
+
+    def tearDown(self):
+        self.agent.stop()
+        stop_clean(self, self.relay)
+        self.up.shutdown()
+        self.up.server_close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_smuggled_body_never_reaches_another_consumer(self):
+        attacker = mint("mallory", tunnels=["shop"])
+        owner = mint("owner")
+        stop_at = time.time() + 6
+        counts = {"attacks": 0, "attack_errors": 0, "owner_ok": 0, "owner_wrong": []}
+
+        def attack():
+            req = (b"GET /t/shop/x HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + attacker.encode() +
+                   b"\r\nContent-Length: " + str(len(self.SMUGGLED)).encode() + b"\r\n\r\n" + self.SMUGGLED)
+            while time.time() < stop_at:
+                s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+                try:
+                    for _ in range(5):
+                        r = raw_exchange(s, req)
+                        if r is None:
+                            break
+                        if r[0] == 200:
+                            counts["attacks"] += 1
+                        else:
+                            counts["attack_errors"] += 1
+                except OSError:
+                    counts["attack_errors"] += 1
+                finally:
+                    s.close()
+
+        def honest():
+            c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=10)
+            i = 0
+            while time.time() < stop_at:
+                i += 1
+                try:
+                    c.request("GET", f"/t/shop/owner?n={i}",
+                              headers={"Authorization": "Bearer " + owner, "X-Api-Key": f"owner-secret-{i}"})
+                    r = c.getresponse()
+                    body = r.read()
+                except (OSError, http.client.HTTPException):
+                    c.close()
+                    c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=10)
+                    continue
+                if r.status == 200 and body == f"owner {i} key-ok=True".encode():
+                    counts["owner_ok"] += 1
+                else:
+                    counts["owner_wrong"].append((r.status, body[:80]))
+            c.close()
+
+        threads = [threading.Thread(target=attack), threading.Thread(target=honest)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        with self.up.lock:
+            captured = [c for c in self.up.comments if b"owner" in c or b"X-Api-Key" in c]
+        self.assertGreater(counts["attacks"], 20, counts)
+        self.assertGreater(counts["owner_ok"], 20, counts)
+        self.assertEqual(counts["owner_wrong"], [], "the owner got answers meant for someone else")
+        self.assertEqual(captured, [], "the owner's request bytes reached the attacker's stored POST")
+        print(f"\ncapture attempts {counts['attacks']}, owner requests served {counts['owner_ok']}, "
+              f"wrong 0, captured 0", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
