@@ -584,6 +584,7 @@ void consumer_conn::reset_request() {
     dechunk_ = false;
     resp_status_ = 0;
     rate_counted_ = false;
+    hops_ = 0;  // the hand-over budget is per request: the next one may need its own
     head_request_ = false;
     consumer_ver_ = http1::version::http_1_1;
     tunnel_.clear();

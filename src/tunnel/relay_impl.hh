@@ -177,8 +177,10 @@ private:
 
 class consumer_conn final : public reactor::connection {
 public:
-    // `hops`: how many times this socket was already handed between shards for a request
-    // (bounded, so replicas that briefly disagree cannot bounce it for ever).
+    // `hops`: how many times this socket was already handed between shards for the request
+    // being read (bounded, so replicas that briefly disagree cannot bounce it for ever; counted
+    // per request, so a keep-alive connection alternating between tunnels on different shards
+    // follows each of them).
     consumer_conn(relay& r, reactor::shard& s, unsigned hops = 0);
     ~consumer_conn() override;
 

@@ -5,6 +5,7 @@ works, while an honest consumer keeps being served.
 
   CrossConsumerCapture  a consumer's request body left unread by the upstream must never reach
                         the next consumer's request (the agent's upstream keep-alive pool)
+  ShardHandOver         one keep-alive connection alternating between tunnels on two shards
 
 Tokens are minted with PyJWT. Agents are `ferry agent` (the one with an upstream pool) unless a
 test says otherwise. Memory figures come from /proc/PID/status. Thresholds are wide: the machine
@@ -25,7 +26,7 @@ import time
 import unittest
 import urllib.parse
 
-from ferry_harness import FerryAgent, Relay, mint, write_token
+from ferry_harness import FerryAgent, Relay, Upstream, mint, write_token
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
@@ -199,6 +200,65 @@ class CrossConsumerCapture(unittest.TestCase):
         self.assertEqual(captured, [], "the owner's request bytes reached the attacker's stored POST")
         print(f"\ncapture attempts {counts['attacks']}, owner requests served {counts['owner_ok']}, "
               f"wrong 0, captured 0", file=sys.stderr)
+
+
+# ---- 6. a keep-alive connection across shards ---------------------------------------------------
+
+def log_record(log, index):
+    return json.loads(log.lines[index])
+
+
+class ShardHandOver(unittest.TestCase):
+    """Two tunnels whose agents sit on different shards, one keep-alive connection alternating
+    between them: the hand-over budget (two hops, so replicas that briefly disagree cannot
+    bounce a socket for ever) is counted per request, so every request is served at once.
+    Before issue 11 it was counted per connection and the fourth request waited 30 s for a
+    503 tunnel_offline."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ferry-hostile-")
+        self.up = Upstream()
+        self.relay = Relay(FERRYD, "--user-rate-limit", "0", shards=2)
+        self.tok = write_token(self.tmp, agent_token("owner"))
+        self.agents = []
+
+    def tearDown(self):
+        for a in self.agents:
+            a.stop()
+        stop_clean(self, self.relay)
+        self.up.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start_agent(self, name):
+        """`ferry agent` for tunnel `name`; returns the shard its session landed on."""
+        start = len(self.relay.log.lines)
+        a = FerryAgent(FERRY, self.relay.port, self.tok, [(name, self.up.port)], self.tmp)
+        i = self.relay.log.wait_for(['"tunnel up"', f'"{name}"'], timeout=20, start=start)
+        self.agents.append(a)
+        return log_record(self.relay.log, i)["shard"]
+
+    def test_alternating_tunnels_on_two_shards(self):
+        shard_a = self.start_agent("ta")
+        for attempt in range(20):  # SO_REUSEPORT picks the shard: reconnect until it differs
+            shard_b = self.start_agent(f"tb{attempt}")
+            if shard_b != shard_a:
+                break
+            self.agents.pop().stop()
+        self.assertNotEqual(shard_a, shard_b, "could not place the two agents on different shards")
+        hdr = {"Authorization": "Bearer " + mint("owner")}
+        c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=10)
+        try:
+            for i in range(10):
+                name = "ta" if i % 2 == 0 else f"tb{attempt}"
+                t0 = time.time()
+                c.request("GET", f"/t/{name}/hello", headers=hdr)
+                r = c.getresponse()
+                body = r.read()
+                self.assertEqual((r.status, body), (200, b"hello from upstream\n"), f"request {i} to {name}")
+                self.assertLess(time.time() - t0, 5, f"request {i} to {name} waited")
+                self.assertFalse(r.getheader("Connection", "").lower() == "close", f"request {i}")
+        finally:
+            c.close()
 
 
 if __name__ == "__main__":
