@@ -13,6 +13,7 @@
 #include "proto/base/log.hh"
 #include "proto/tls/context.hh"
 #include "reactor/engine.hh"
+#include "reactor/ip_prefix.hh"
 #include "tunnel/relay.hh"
 #include "tunnel/tls_transform.hh"
 
@@ -61,6 +62,13 @@ int main(int argc, char** argv) {
     ro.tls = !s.no_tls;
     ro.lease = std::chrono::seconds(s.lease_s);
     ro.max_agents_per_user = s.max_agents_per_user;
+    ro.max_names_per_user = s.max_names_per_user;
+    ro.agent_scope = s.agent_scope;
+    ro.handshake_timeout = std::chrono::milliseconds(s.handshake_timeout_ms);
+    ro.unauthenticated_idle_timeout = std::chrono::milliseconds(s.unauthenticated_idle_timeout_ms);
+    ro.max_pipelined_requests = s.max_pipelined_requests;
+    ro.max_connections_per_ip = s.max_connections_per_ip;
+    for (const std::string& c : s.trusted_proxies) ro.trusted_proxies.push_back(*reactor::ip_prefix::parse(c));
     ro.max_channels_per_tunnel = s.max_channels_per_tunnel;
     ro.user_rate_limit = s.user_rate_limit;
     ro.queue_max = s.queue_max;

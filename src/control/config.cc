@@ -23,6 +23,7 @@
 
 #include "proto/base/log.hh"
 #include "reactor/address.hh"
+#include "reactor/ip_prefix.hh"
 
 #ifndef FERRY_MAX_SHARDS
 #define FERRY_MAX_SHARDS 64
@@ -222,6 +223,19 @@ std::string check_url(std::string_view v) {
     else
         return "expected an https:// URL";
     if (rest.empty() || rest.front() == '/') return "expected an https:// URL with a host";
+    return "";
+}
+std::string check_cidr(std::string_view v) {
+    auto p = reactor::ip_prefix::parse(v);
+    if (p) return "";
+    return std::string("expected an IP network like 10.0.0.0/8 or 2001:db8::/32 (") + p.err().detail + ")";
+}
+std::string check_scope(std::string_view v) {
+    // RFC 6749 3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E )
+    if (v.empty()) return "expected a scope token";
+    for (unsigned char c : v)
+        if (c < 0x21 || c > 0x7e || c == '"' || c == '\\')
+            return "expected one scope token (printable ASCII, no space, quote or backslash)";
     return "";
 }
 std::string check_relay_url(std::string_view v) {
@@ -680,6 +694,10 @@ const table<relay_settings>& relay_table() {
         v.push_back(num_opt<R>(
             "max_agents_per_user", "--max-agents-per-user", "FERRY_MAX_AGENTS_PER_USER", K::integer,
             "Agent connections per token subject", &R::max_agents_per_user, 1, 1000));
+        v.push_back(num_opt<R>(
+            "max_names_per_user", "--max-names-per-user", "FERRY_MAX_NAMES_PER_USER", K::integer,
+            "Tunnel names one token subject may hold, online or leased (a dropped agent's names count until their lease ends)",
+            &R::max_names_per_user, 1, 100000));
         v.push_back(num_opt<R>("max_channels_per_tunnel", "--max-channels-per-tunnel",
                                "FERRY_MAX_CHANNELS_PER_TUNNEL", K::integer,
                                "Concurrent consumer requests per tunnel",
@@ -702,6 +720,28 @@ const table<relay_settings>& relay_table() {
                                K::duration,
                                "A consumer connection with no byte either way is closed",
                                &R::idle_timeout_ms, 1000, 86400000));
+        v.push_back(num_opt<R>(
+            "unauthenticated_idle_timeout_ms", "--unauthenticated-idle-timeout-ms",
+            "FERRY_UNAUTHENTICATED_IDLE_TIMEOUT_MS", K::duration,
+            "A consumer connection that has never presented a valid token is closed after this long without a request",
+            &R::unauthenticated_idle_timeout_ms, 1000, 86400000));
+        v.push_back(num_opt<R>(
+            "handshake_timeout_ms", "--handshake-timeout-ms", "FERRY_HANDSHAKE_TIMEOUT_MS", K::duration,
+            "Agent connections: WebSocket upgrade to SSH authenticated (version, key exchange, auth); closed after",
+            &R::handshake_timeout_ms, 1000, 600000));
+        v.push_back(num_opt<R>(
+            "max_connections", "--max-connections", "FERRY_MAX_CONNECTIONS", K::integer,
+            "Open connections on the public listener; at the cap the oldest connection that never presented a valid token makes room, else the new one is closed. 0 = the open-file limit minus a reserve",
+            &R::max_connections, 0, 10000000));
+        v.push_back(num_opt<R>(
+            "max_connections_per_ip", "--max-connections-per-ip", "FERRY_MAX_CONNECTIONS_PER_IP",
+            K::integer, "Open connections per client address (IPv6: per /64); 0 = off",
+            &R::max_connections_per_ip, 0, 10000000));
+        v.push_back(num_opt<R>(
+            "max_pipelined_requests", "--max-pipelined-requests", "FERRY_MAX_PIPELINED_REQUESTS",
+            K::integer,
+            "Answers one connection may have waiting unread before the relay stops reading it",
+            &R::max_pipelined_requests, 1, 1024));
         v.push_back(num_opt<R>("first_byte_timeout_ms", "--first-byte-timeout-ms",
                                "FERRY_FIRST_BYTE_TIMEOUT_MS", K::duration,
                                "Request sent to the first response byte (504 after); long for LLMs",
@@ -736,6 +776,15 @@ const table<relay_settings>& relay_table() {
                                 "list of tunnel names", "NAME[,NAME]",
                                 "Tunnels served without a consumer token", &R::public_tunnels,
                                 check_tunnel_name));
+        v.push_back(list_opt<R>(
+            "trusted_proxies", "--trusted-proxies", "FERRY_TRUSTED_PROXIES", "list of CIDRs",
+            "CIDR[,CIDR]",
+            "Peers whose X-Forwarded-For, Forwarded and X-Real-IP are kept (and extended); from anyone else they are replaced by the address ferryd sees",
+            &R::trusted_proxies, check_cidr));
+        v.push_back(str_opt<R>(
+            "agent_scope", "--agent-scope", "FERRY_AGENT_SCOPE", "scope token", "SCOPE",
+            "Agent connections need a token whose scope claim holds this value (docs/security.md); consumer tokens without it cannot register tunnels",
+            &R::agent_scope, check_scope));
         for (auto& o : v)
             if (o.key.starts_with("jwt_") || o.key.starts_with("jwks_") || o.key == "log_level" ||
                 o.key == "public_tunnels" || o.key == "admin_token_file")

@@ -72,12 +72,18 @@ struct relay_settings {
     // Tunnels and limits.
     std::uint32_t lease_s = 60;  // a dropped owner keeps its names this long
     std::uint32_t max_agents_per_user = 3;
+    std::uint32_t max_names_per_user = 256;  // online and leased names per token subject
     std::uint32_t max_channels_per_tunnel = 1024;
     std::uint32_t user_rate_limit = 100;  // consumer requests per minute per user; 0 = off
     std::uint32_t queue_max = 100;        // per-tunnel wait queue; 0 = no queue
     std::uint32_t queue_wait_ms = 30000;
     std::uint32_t head_timeout_ms = 10000;         // consumer request head (and TLS handshake)
     std::uint32_t idle_timeout_ms = 120000;        // no byte either way
+    std::uint32_t unauthenticated_idle_timeout_ms = 10000;  // ... before any valid token
+    std::uint32_t handshake_timeout_ms = 15000;    // agent: upgrade -> SSH authenticated
+    std::uint32_t max_connections = 0;             // public listener; 0 = from RLIMIT_NOFILE
+    std::uint32_t max_connections_per_ip = 512;    // 0 = off
+    std::uint32_t max_pipelined_requests = 16;     // answers queued unread per connection
     std::uint32_t first_byte_timeout_ms = 300000;  // request sent -> first response byte (LLMs)
     std::uint32_t max_head_bytes = 16384;
     std::uint32_t max_headers = 100;
@@ -89,6 +95,8 @@ struct relay_settings {
 
     std::string log_level = "info";           // error|warn|info|debug|trace
     std::vector<std::string> public_tunnels;  // served without a consumer token
+    std::vector<std::string> trusted_proxies;  // CIDRs whose X-Forwarded-For/Forwarded are kept
+    std::string agent_scope = "ferry:agent";   // the scope an agent token must carry
 };
 
 // ---- agent (ferry agent, ferry connect) -------------------------------------------------------

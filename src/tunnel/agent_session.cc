@@ -61,6 +61,7 @@ agent_session::agent_session(relay& r, reactor::shard& s, std::string sub, std::
       ping_timer_(s, [this] { on_ping_timer(); }),
       expiry_timer_(s, [this] { on_expiry(); }),
       spare_timer_(s, [this] { expire_spares(); }),
+      handshake_timer_(s, [this] { on_handshake_timeout(); }),
       expires_(expires) {
     st_.sessions[id_] = this;
 }
@@ -78,6 +79,10 @@ void agent_session::on_ws_open() {
     last_pong_ = owner().now();
     FERRY_LOG(info, "agent connected", {"session", id_}, {"sub", printable(sub_)}, {"shard", owner().id()});
     if (auto st = sess_.start(ssh_out_, now()); !st) return end("ssh start failed", false);
+    // The SSH version, key exchange and authentication must be over in time: a connection that
+    // upgraded with a valid token and then says nothing would hold one of its owner's agent
+    // slots for ever (the real agent would then get 429).
+    handshake_timer_.arm_after(r_.options().handshake_timeout);
     ping_timer_.arm_after(r_.options().ping_interval);
     if (expires_ > 0) {
         const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
@@ -89,6 +94,15 @@ void agent_session::on_ws_open() {
         expiry_timer_.arm_after(std::chrono::seconds(left));
     }
     after_io();
+}
+
+void agent_session::on_handshake_timeout() {
+    if (done_ || sess_.authenticated()) return;
+    FERRY_LOG(info, "agent SSH handshake not finished in time: closing", {"session", id_},
+              {"sub", printable(sub_)},
+              {"timeout_ms", std::int64_t(r_.options().handshake_timeout.count())});
+    ws_close(ws::close_code::policy, "SSH handshake timeout");
+    end("ssh handshake timeout", false);
 }
 
 void agent_session::on_expiry() {
@@ -186,6 +200,7 @@ void agent_session::on_event(const ssh::session_event& ev, const slice* in) {
     case ssh::session_event_type::need_more:
     case ssh::session_event_type::banner: break;
     case ssh::session_event_type::authenticated: {
+        handshake_timer_.cancel();
         FERRY_LOG(info, "agent authenticated", {"session", id_}, {"sub", printable(sub_)},
                   {"method", printable(ev.method)});
         break;
@@ -532,6 +547,7 @@ void agent_session::end(std::string why, bool clean) {
     ping_timer_.cancel();
     expiry_timer_.cancel();
     spare_timer_.cancel();
+    handshake_timer_.cancel();
     auto chans = std::move(chans_);
     chans_.clear();
     for (auto& [id, c] : chans) c->ssh_gone();

@@ -33,6 +33,7 @@
 #include "proto/jwt/keys.hh"
 #include "proto/jwt/token.hh"
 #include "proto/ws/frame.hh"
+#include "reactor/ip_prefix.hh"
 #include "reactor/shard.hh"
 
 namespace ferry::tunnel {
@@ -51,6 +52,11 @@ struct relay_options {
     // Names and agents.
     std::chrono::milliseconds lease{60'000};
     unsigned max_agents_per_user = 3;
+    unsigned max_names_per_user = 256;  // online + leased, per token subject
+    // An agent connection's token must carry this scope (space-separated `scope` claim).
+    std::string agent_scope = "ferry:agent";
+    // Upgrade -> SSH authenticated; a silent or stalling agent connection is closed after.
+    std::chrono::milliseconds handshake_timeout{15'000};
     std::uint32_t max_channels_per_tunnel = 1024;
     // Consumer requests per minute per token subject (per shard, see rate_limit.hh); 0: off.
     std::uint32_t user_rate_limit = 100;
@@ -63,9 +69,21 @@ struct relay_options {
     std::uint64_t max_body_bytes = 0;  // 0: unlimited (bodies stream)
     std::chrono::milliseconds head_timeout{10'000};      // whole request head (slowloris)
     std::chrono::milliseconds idle_timeout{120'000};     // between requests on keep-alive
+    // ... on a connection that has never presented a valid token (anonymous, or only refused).
+    std::chrono::milliseconds unauthenticated_idle_timeout{10'000};
     std::chrono::milliseconds first_byte_timeout{300'000};  // request sent -> response head
     std::chrono::milliseconds close_timeout{5'000};      // flushing before close
     bool forward_authorization = false;  // keep the consumer's Authorization/Cookie
+    // Relay answers (errors, responses) a connection may have queued unread before the relay
+    // stops reading it: a client that pipelines and never reads costs at most this many.
+    unsigned max_pipelined_requests = 16;
+    // Open connections on the public listener (0: no cap) and per client address (0: off);
+    // see conn_limits.hh.
+    std::size_t max_connections = 0;
+    std::size_t max_connections_per_ip = 0;
+    // Peers whose forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP) are kept and
+    // extended; from anyone else they are replaced by the peer address.
+    std::vector<reactor::ip_prefix> trusted_proxies;
     // Agent connections.
     ws::limits ws_limits{};
     std::chrono::milliseconds ping_interval{30'000};

@@ -143,6 +143,7 @@ private:
     consumer_conn* find(std::uint32_t id);
     void on_ssh_timer();
     void on_ping_timer();
+    void on_handshake_timeout();
     void on_expiry();
     // Wraps what the SSH session wrote into WebSocket binary messages; re-arms tick().
     void after_io();
@@ -162,6 +163,7 @@ private:
     reactor::timer ping_timer_;
     reactor::timer expiry_timer_;
     reactor::timer spare_timer_;
+    reactor::timer handshake_timer_;  // upgrade -> SSH authenticated (handshake_timeout)
     std::int64_t expires_ = 0;
     reactor::shard::clock::time_point last_pong_{};
     std::vector<forward> forwards_;

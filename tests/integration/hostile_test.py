@@ -6,6 +6,7 @@ works, while an honest consumer keeps being served.
   CrossConsumerCapture  a consumer's request body left unread by the upstream must never reach
                         the next consumer's request (the agent's upstream keep-alive pool)
   ShardHandOver         one keep-alive connection alternating between tunnels on two shards
+  SilentAgents          upgraded agent connections that never speak SSH lose their slots
 
 Tokens are minted with PyJWT. Agents are `ferry agent` (the one with an upstream pool) unless a
 test says otherwise. Memory figures come from /proc/PID/status. Thresholds are wide: the machine
@@ -259,6 +260,86 @@ class ShardHandOver(unittest.TestCase):
                 self.assertFalse(r.getheader("Connection", "").lower() == "close", f"request {i}")
         finally:
             c.close()
+
+
+# ---- 7. silent agent sessions ---------------------------------------------------------------------
+
+def ws_upgrade(port, token, timeout=10):
+    """A WebSocket upgrade on /tunnel with `token`; returns (socket, status line)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(("GET /tunnel HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               f"Authorization: Bearer {token}\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return s, buf.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+def seconds_until_closed(sock, timeout):
+    """Seconds until the peer closes `sock` (reading and dropping what it sends), or None."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        sock.settimeout(max(0.05, timeout - (time.time() - t0)))
+        try:
+            if not sock.recv(65536):
+                return time.time() - t0
+        except socket.timeout:
+            return None
+        except OSError:
+            return time.time() - t0
+    return None
+
+
+class SilentAgents(unittest.TestCase):
+    """Connections that upgrade with a valid agent token and never send an SSH byte held the
+    owner's agent slots (max 3) for ever, so the real agent got 429. The SSH version, key
+    exchange and authentication now have a deadline (handshake_timeout_ms): the silent ones are
+    closed, their slots freed, and the real agent comes up."""
+
+    def test_silent_upgrades_are_closed_and_free_their_slots(self):
+        tmp = tempfile.mkdtemp(prefix="ferry-hostile-")
+        up = Upstream()
+        relay = Relay(FERRYD, "--handshake-timeout-ms", "2000")
+        agent = None
+        socks = []
+        try:
+            tok = agent_token("sam")
+            for _ in range(3):
+                s, status = ws_upgrade(relay.port, tok)
+                self.assertIn(" 101 ", status)
+                socks.append(s)
+            # The slots are taken: a fourth agent connection is refused while they hold.
+            s4, status = ws_upgrade(relay.port, tok)
+            s4.close()
+            self.assertIn(" 429 ", status)
+            t0 = time.time()
+            for s in socks:
+                waited = seconds_until_closed(s, 15)
+                self.assertIsNotNone(waited, "a silent agent connection outlived the handshake timeout")
+            closed_after = time.time() - t0
+            self.assertLess(closed_after, 10)
+            self.assertGreater(closed_after, 1.0, "closed before the handshake timeout")
+            relay.log.wait_for("agent SSH handshake not finished in time")
+            # Their slots are free again: the real agent connects and serves.
+            agent = FerryAgent(FERRY, relay.port, write_token(tmp, tok), [("sam", up.port)], tmp)
+            relay.log.wait_for(['"tunnel up"', '"sam"'], timeout=20)
+            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=10)
+            c.request("GET", "/t/sam/hello", headers={"Authorization": "Bearer " + mint("sam")})
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b"hello from upstream\n"))
+            c.close()
+        finally:
+            for s in socks:
+                s.close()
+            if agent:
+                agent.stop()
+            stop_clean(self, relay)
+            up.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
