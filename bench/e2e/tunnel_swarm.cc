@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
         jwt::mint_request r;
         r.sub = a.prefix + "-" + std::to_string(i);
         r.ttl = 6 * 3600;
+        r.scope = "ferry:agent";  // an agent token (the relay refuses others on /tunnel)
         auto t = jwt::mint_hs256(bytes(secret->data(), secret->size()), r, now);
         if (!t) return false;
         tokens.push_back(std::move(*t));

@@ -46,9 +46,8 @@ constexpr const char* usage_text =
     "(markdown)\n";
 
 constexpr const char* token_usage =
-    "usage: ferry token --secret-file FILE --sub SUBJECT [--ttl DURATION] [--tunnels A,B] [--aud "
-    "AUD]\n"
-    "                   [--iss ISS] [--kid KID]\n"
+    "usage: ferry token --secret-file FILE --sub SUBJECT [--agent] [--ttl DURATION] [--tunnels A,B]\n"
+    "                   [--aud AUD] [--iss ISS] [--kid KID] [--scope SCOPE]\n"
     "       ferry token inspect TOKEN|- [--secret-file FILE] [--aud AUD] [--iss ISS] [--leeway "
     "SECONDS]\n"
     "\n"
@@ -58,6 +57,9 @@ constexpr const char* token_usage =
     "come\n"
     "from an identity provider.\n"
     "  --sub SUBJECT      the token's owner (tunnels it registers belong to it)\n"
+    "  --agent            an agent token: scope \"ferry:agent\", without which the relay refuses\n"
+    "                     to let a token register tunnels (consumer tokens leave it out)\n"
+    "  --scope SCOPE      the scope claim as given (space-separated; --agent adds ferry:agent)\n"
     "  --ttl DURATION     lifetime: 3600, 90s, 30m, 12h, 7d (default 1h; at most 10 years)\n"
     "  --tunnels A,B      ferry_tunnels claim: other tunnels the bearer may use (repeatable)\n"
     "  --aud AUD, --iss ISS, --kid KID   optional aud / iss claims and header kid\n"
@@ -208,6 +210,10 @@ int token_inspect(int argc, char** argv) {
         for (auto& x : c->tunnels) t += (t.empty() ? "" : ", ") + x;
         std::printf("tunnels:    %s\n", t.c_str());
     }
+    if (!c->scope.empty()) std::printf("scope:      %s\n", c->scope.c_str());
+    std::printf("agent:      %s\n", c->has_scope("ferry:agent")
+                                       ? "yes (scope ferry:agent, what relays ask of agents by default)"
+                                       : "no (no ferry:agent scope: relays refuse it for agents by default)");
     if (secret_file.empty()) {
         std::printf("signature:  not checked (give --secret-file to verify)\n");
         return 0;
@@ -249,6 +255,7 @@ int token_main(int argc, char** argv) {
     std::string secret_file;
     jwt::mint_request req;
     req.ttl = 3600;
+    bool agent = false;
     flag_reader f{argc, argv};
     for (f.i = 1; f.i < argc; ++f.i) {
         if (!f.flag())
@@ -257,8 +264,12 @@ int token_main(int argc, char** argv) {
             std::fputs(token_usage, stdout);
             return 0;
         }
-        static const char* known[] = {"--secret-file", "--sub", "--ttl", "--tunnels",
-                                      "--aud",         "--iss", "--kid"};
+        if (f.name == "--agent") {
+            agent = true;
+            continue;
+        }
+        static const char* known[] = {"--secret-file", "--sub", "--ttl",   "--tunnels",
+                                      "--aud",         "--iss", "--kid",   "--scope"};
         bool ok = false;
         for (auto k : known) ok |= f.name == k;
         if (!ok) return usage_error("unknown flag " + f.name, token_usage);
@@ -273,6 +284,8 @@ int token_main(int argc, char** argv) {
             req.iss = f.value;
         else if (f.name == "--kid")
             req.kid = f.value;
+        else if (f.name == "--scope")
+            req.scope = f.value;
         else if (f.name == "--ttl") {
             req.ttl = parse_ttl(f.value);
             if (req.ttl < 1 || req.ttl > 10ll * 366 * 86400)
@@ -298,6 +311,11 @@ int token_main(int argc, char** argv) {
     }
     if (secret_file.empty()) return usage_error("--secret-file is required", token_usage);
     if (req.sub.empty()) return usage_error("--sub is required", token_usage);
+    if (agent) {
+        jwt::claims scopes;
+        scopes.scope = req.scope;
+        if (!scopes.has_scope("ferry:agent")) req.scope = req.scope.empty() ? "ferry:agent" : req.scope + " ferry:agent";
+    }
     std::string message;
     auto secret = control::read_hs256_secret(secret_file, message);
     if (!secret) {

@@ -461,7 +461,7 @@ bool agent_session::check_password(std::string_view, std::string_view password) 
     auto c = st_.verifier->verify(password, std::chrono::duration_cast<std::chrono::seconds>(
                                                 std::chrono::system_clock::now().time_since_epoch())
                                                 .count());
-    return c && (*c)->sub == sub_;
+    return c && (*c)->sub == sub_ && (*c)->has_scope(r_.options().agent_scope);
 }
 
 bool agent_session::tcpip_forward(std::string_view address, std::uint32_t port, std::uint32_t& bound) {

@@ -179,6 +179,12 @@ void consumer_conn::dispatch() {
             return fail(ingress::kind_for_token_error(c.err().code),
                         jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
         }
+        // A token meant for consumers (say, one with only a ferry_tunnels grant, handed to a
+        // web app) must not register tunnels: agents need the agent scope.
+        if (!(*c)->has_scope(o.agent_scope)) {
+            return fail(ingress::error_kind::forbidden,
+                        "this token is not an agent token: agents need the scope " + o.agent_scope);
+        }
         std::string sub = (*c)->sub;
         const std::int64_t expires = (*c)->exp ? *(*c)->exp : 0;
         if (!r_.names().add_agent(sub, o.max_agents_per_user)) {

@@ -5,7 +5,8 @@ Relay       ferryd on 127.0.0.1:0 with a data dir, an HS256 secret and its stder
 Upstream    a threaded HTTP/1.1 server standing for the agent's private service: /hello,
             /echo (sha256 of the body), /bytes?n= (a deterministic stream), /ndjson (slow lines,
             like an LLM), /slow?s=.
-mint()      HS256 tokens with PyJWT (an independent JWT implementation).
+mint()      HS256 tokens with PyJWT (an independent JWT implementation); agent_token() adds
+            the agent scope.
 SshAgent    OpenSSH `ssh -N -R NAME:80:127.0.0.1:PORT` with ProxyCommand = a WebSocket bridge, so
             the SSH session runs inside the relay's /tunnel WebSocket like a ferry agent's.
 """
@@ -37,6 +38,12 @@ def mint(sub, ttl=3600, tunnels=None, secret=SECRET, alg="HS256", headers=None, 
         body["ferry_tunnels"] = tunnels
     body.update(claims)
     return jwt.encode(body, secret, algorithm=alg, headers=headers)
+
+
+def agent_token(sub, **kw):
+    """A token meant for an agent: the relay lets only tokens with the `ferry:agent` scope
+    register tunnels (docs/security.md); it works as the owner's consumer token too."""
+    return mint(sub, scope="ferry:agent", **kw)
 
 
 def pattern(n, seed=7):

@@ -75,6 +75,24 @@ class FerryToken(unittest.TestCase):
         with self.assertRaises(jwt.InvalidSignatureError):
             jwt.decode(token, b"x" * 32, algorithms=["HS256"], audience="ferry")
 
+    def test_agent_and_scope(self):
+        """--agent adds the scope the relay asks of agent tokens (issue 11 item 5); --scope sets
+        the claim as given and --agent adds to it; consumer tokens carry no scope."""
+        claims = jwt.decode(self.mint("--sub", "a", "--agent"), self.secret, algorithms=["HS256"])
+        self.assertEqual(claims["scope"], "ferry:agent")
+        claims = jwt.decode(self.mint("--sub", "a", "--scope", "read", "--agent"), self.secret, algorithms=["HS256"])
+        self.assertEqual(claims["scope"], "read ferry:agent")
+        claims = jwt.decode(self.mint("--sub", "a", "--scope", "ferry:agent", "--agent"), self.secret,
+                            algorithms=["HS256"])
+        self.assertEqual(claims["scope"], "ferry:agent")
+        claims = jwt.decode(self.mint("--sub", "a"), self.secret, algorithms=["HS256"])
+        self.assertNotIn("scope", claims)
+        r = ferry("token", "inspect", self.mint("--sub", "a", "--agent"))
+        self.assertIn("scope:      ferry:agent", r.stdout)
+        self.assertIn("agent:      yes", r.stdout)
+        r = ferry("token", "inspect", self.mint("--sub", "a", "--tunnels", "x"))
+        self.assertIn("agent:      no", r.stdout)
+
     def test_inspect_agrees_with_pyjwt_tokens(self):
         now = int(time.time())
         good = jwt.encode({"sub": "carol", "iat": now, "exp": now + 600, "ferry_tunnels": ["a"]},

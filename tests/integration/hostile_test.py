@@ -7,6 +7,7 @@ works, while an honest consumer keeps being served.
                         the next consumer's request (the agent's upstream keep-alive pool)
   ShardHandOver         one keep-alive connection alternating between tunnels on two shards
   SilentAgents          upgraded agent connections that never speak SSH lose their slots
+  AgentTokenScope       a consumer token (a ferry_tunnels grant) cannot register tunnels
 
 Tokens are minted with PyJWT. Agents are `ferry agent` (the one with an upstream pool) unless a
 test says otherwise. Memory figures come from /proc/PID/status. Thresholds are wide: the machine
@@ -27,16 +28,11 @@ import time
 import unittest
 import urllib.parse
 
-from ferry_harness import FerryAgent, Relay, Upstream, mint, write_token
+from ferry_harness import FerryAgent, Relay, Upstream, agent_token, mint, write_token
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-def agent_token(sub, **claims):
-    """A token meant for an agent (docs/security.md: the `ferry:agent` scope)."""
-    return mint(sub, scope="ferry:agent", **claims)
 
 
 def stop_clean(testcase, relay):
@@ -264,8 +260,9 @@ class ShardHandOver(unittest.TestCase):
 
 # ---- 7. silent agent sessions ---------------------------------------------------------------------
 
-def ws_upgrade(port, token, timeout=10):
-    """A WebSocket upgrade on /tunnel with `token`; returns (socket, status line)."""
+def ws_upgrade(port, token, timeout=10, rest=None):
+    """A WebSocket upgrade on /tunnel with `token`; returns (socket, status line). `rest` (a
+    bytearray) receives what came after the response head."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(("GET /tunnel HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -276,6 +273,8 @@ def ws_upgrade(port, token, timeout=10):
         if not chunk:
             break
         buf += chunk
+    if rest is not None:
+        rest[:] = buf.partition(b"\r\n\r\n")[2]
     return s, buf.split(b"\r\n", 1)[0].decode("latin-1")
 
 
@@ -340,6 +339,66 @@ class SilentAgents(unittest.TestCase):
             stop_clean(self, relay)
             up.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- 5. agent token scope ------------------------------------------------------------------------
+
+class AgentTokenScope(unittest.TestCase):
+    """A consumer token, say one holding only a `ferry_tunnels` grant that a web app was given,
+    used to work as an agent token and register tunnels. Agent connections now need the
+    `ferry:agent` scope: the upgrade is refused with 403, `ferry agent` reports it (and backs off
+    to its cap), OpenSSH's password path refuses it too, and no tunnel comes up."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ferry-hostile-")
+        self.up = Upstream()
+        self.relay = Relay(FERRYD)
+
+    def tearDown(self):
+        stop_clean(self, self.relay)
+        self.up.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_consumer_tokens_cannot_register_tunnels(self):
+        for name, tok in {"grant-only": mint("webapp", tunnels=["shop"]),
+                          "plain": mint("webapp"),
+                          "other-scope": mint("webapp", scope="read write"),
+                          "scope-as-grant": mint("webapp", tunnels=["ferry:agent"])}.items():
+            with self.subTest(name):
+                after = bytearray()
+                s, status = ws_upgrade(self.relay.port, tok, rest=after)
+                rest = bytes(after)
+                try:
+                    s.settimeout(5)
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        rest += chunk
+                        if b"}}" in rest:
+                            break
+                except OSError:
+                    pass
+                s.close()
+                self.assertIn(" 403 ", status)
+                self.assertIn(b'"code":"forbidden"', rest)
+                self.assertIn(b"ferry:agent", rest)
+        # `ferry agent` with a consumer token: refused, said clearly, no tunnel.
+        agent = FerryAgent(FERRY, self.relay.port, write_token(self.tmp, mint("webapp", tunnels=["shop"])),
+                           [("shop", self.up.port)], self.tmp)
+        try:
+            agent.log.wait_for(["relay refused the agent's token", '"status":403', "ferry:agent"], timeout=20)
+        finally:
+            agent.stop()
+        self.assertEqual(self.relay.log.count('"tunnel up"'), 0)
+        # The same user's agent token works (the positive control), as does an array scope.
+        for tok in (agent_token("webapp"), mint("webapp", scope=["x", "ferry:agent"])):
+            mark = len(self.relay.log.lines)
+            agent = FerryAgent(FERRY, self.relay.port, write_token(self.tmp, tok), [("shop", self.up.port)], self.tmp)
+            try:
+                self.relay.log.wait_for(['"tunnel up"', '"shop"'], timeout=20, start=mark)
+            finally:
+                agent.stop()
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ferry_harness import HERE as HARNESS_DIR
-from ferry_harness import Relay, SshAgent, Upstream, mint, write_token
+from ferry_harness import Relay, SshAgent, Upstream, agent_token, mint, write_token
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 # `ferry` (optional): its `connect` bridge carries the agent of the TLS relay (TlsHandshake).
@@ -370,7 +370,7 @@ class TunnelFixture(unittest.TestCase):
         cls.extra_setup_before()
         cls.relay = Relay(FERRYD, "--user-rate-limit", "0", *cls.relay_args)
         cls.up = Upstream()
-        cls.alice = cls.agent_token or mint("alice")
+        cls.alice = cls.agent_token or agent_token("alice")
         cls.agent = SshAgent(cls.relay.port, write_token(cls.tmp, cls.alice), [("demo", cls.up.port)])
         cls.relay.log.wait_for(['"tunnel up"', '"demo"'], timeout=30)
         cls.others = []
@@ -598,7 +598,7 @@ class ConsumerAuth(TunnelFixture):
     def test_agent_upgrade_with_valid_token_switches(self):
         """The positive control of the test above: the same client gets 101 with a good token,
         then the relay speaks SSH inside binary messages."""
-        ws = RawWs(self.relay.port, mint("victor"))
+        ws = RawWs(self.relay.port, agent_token("victor"))
         try:
             self.assertEqual(ws.status, 101, ws.head)
             op, payload = ws.read_frame(10)
@@ -610,7 +610,7 @@ class ConsumerAuth(TunnelFixture):
     def test_other_user_cannot_take_an_online_name(self):
         bob_up = Upstream()
         mark = len(self.relay.log.lines)
-        bob = SshAgent(self.relay.port, write_token(self.tmp, mint("bob"), "bob-online"), [("demo", bob_up.port)])
+        bob = SshAgent(self.relay.port, write_token(self.tmp, agent_token("bob"), "bob-online"), [("demo", bob_up.port)])
         try:
             self.relay.log.wait_for(['"tunnel refused"', '"tunnel":"demo"', '"sub":"bob"'], timeout=30, start=mark)
             for i in range(3):
@@ -626,7 +626,7 @@ class ConsumerAuth(TunnelFixture):
             bob_up.stop()
 
     def test_agent_connection_limit_per_user(self):
-        tok = mint("erin")
+        tok = agent_token("erin")
         conns = []
         try:
             for i in range(3):
@@ -642,7 +642,7 @@ class ConsumerAuth(TunnelFixture):
             finally:
                 ws.close()
             # The limit is per user: another user still connects.
-            other = RawWs(self.relay.port, mint("frank"))
+            other = RawWs(self.relay.port, agent_token("frank"))
             conns.append(other)
             self.assertEqual(other.status, 101, other.head)
             self.good()
@@ -668,7 +668,7 @@ class ConsumerAuth(TunnelFixture):
         # OpenSSH splits -R on ':' and drops single backslashes; quotes, braces, a doubled
         # backslash and a tab go through to the relay's tcpip-forward.
         names = ['x"}{"msg"', "back\\\\slash", "tab\tname"]
-        agent = SshAgent(self.relay.port, write_token(self.tmp, mint("mallory"), "mallory-log"),
+        agent = SshAgent(self.relay.port, write_token(self.tmp, agent_token("mallory"), "mallory-log"),
                          [(n, self.up.port) for n in names])
         try:
             for _ in names:
@@ -689,7 +689,7 @@ class ConsumerAuth(TunnelFixture):
 
     def test_agent_connection_limit_is_race_free(self):
         """Ten upgrades for one user at once: exactly three get through."""
-        tok = mint("grace")
+        tok = agent_token("grace")
         barrier = threading.Barrier(10)
 
         def one(_):
@@ -718,12 +718,12 @@ class ConsumerAuth(TunnelFixture):
         """An authenticated agent may only ask for reverse forwards: no shell or exec session,
         no direct-tcpip (which would let an agent reach addresses from the relay's network)."""
         req = b"GET /ssrf-through-relay HTTP/1.0\r\n\r\n"
-        r = self.ssh_through_relay(mint("mallory"), "-W", f"127.0.0.1:{self.up.port}", "agent@ferry-relay",
+        r = self.ssh_through_relay(agent_token("mallory"), "-W", f"127.0.0.1:{self.up.port}", "agent@ferry-relay",
                                    stdin=req)
         self.assertNotEqual(r.returncode, 0, r)
         self.assertNotIn(b"hello", r.stdout)
         self.assertIn(b"open failed", r.stderr, r.stderr[-500:])
-        r = self.ssh_through_relay(mint("mallory"), "agent@ferry-relay", "echo", "pwned")
+        r = self.ssh_through_relay(agent_token("mallory"), "agent@ferry-relay", "echo", "pwned")
         self.assertNotEqual(r.returncode, 0, r)
         self.assertNotIn(b"pwned", r.stdout)
         self.assertEqual([p for p in seen_paths(self.up) if "ssrf" in p], [])
@@ -753,7 +753,7 @@ class JwksAudienceIssuer(TunnelFixture):
         cls.pub_pkcs1 = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
         cls.n_bytes = nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")
         cls.relay_args = ("--jwks-file", cls.jwks_path, "--jwt-audience", cls.AUD, "--jwt-issuer", cls.ISS)
-        cls.agent_token = mint("alice", aud=cls.AUD, iss=cls.ISS)
+        cls.agent_token = mint("alice", aud=cls.AUD, iss=cls.ISS, scope="ferry:agent")
 
     def rs256(self, sub="alice", key=None, headers=None, **claims):
         body = claims_for(sub, **claims)
@@ -853,7 +853,7 @@ class JwksAudienceIssuer(TunnelFixture):
                     self.assertEqual(ws.status, 401, ws.head)
                 finally:
                     ws.close()
-        ws = RawWs(self.relay.port, self.rs256(sub="victor", aud=self.AUD, iss=self.ISS))
+        ws = RawWs(self.relay.port, self.rs256(sub="victor", aud=self.AUD, iss=self.ISS, scope="ferry:agent"))
         try:
             self.assertEqual(ws.status, 101, ws.head)
         finally:
@@ -870,7 +870,7 @@ class LeasedName(unittest.TestCase):
         alice_up, bob_up = Upstream(), Upstream()
         agents = []
         try:
-            alice_tok = write_token(tmp, mint("alice"), "alice")
+            alice_tok = write_token(tmp, agent_token("alice"), "alice")
             a1 = SshAgent(relay.port, alice_tok, [("llm", alice_up.port)])
             agents.append(a1)
             relay.log.wait_for(['"tunnel up"', '"tunnel":"llm"', '"sub":"alice"'], timeout=30)
@@ -879,7 +879,7 @@ class LeasedName(unittest.TestCase):
             relay.log.wait_for(['"tunnel down"', '"tunnel":"llm"', "leased to its owner"], timeout=30, start=mark)
 
             mark = len(relay.log.lines)
-            bob = SshAgent(relay.port, write_token(tmp, mint("bob"), "bob"), [("llm", bob_up.port)])
+            bob = SshAgent(relay.port, write_token(tmp, agent_token("bob"), "bob"), [("llm", bob_up.port)])
             agents.append(bob)
             relay.log.wait_for(['"tunnel refused"', '"tunnel":"llm"', '"sub":"bob"'], timeout=30, start=mark)
             self.assertEqual(relay.log.count('"tunnel up","tunnel":"llm","sub":"bob"'), 0)
@@ -1235,7 +1235,7 @@ class BadInput(TunnelFixture):
     # ---- a hostile agent on an authenticated /tunnel WebSocket ----
 
     def hostile_ws(self, who):
-        ws = RawWs(self.relay.port, mint(who))
+        ws = RawWs(self.relay.port, agent_token(who))
         self.assertEqual(ws.status, 101, ws.head)
         return ws
 
@@ -1440,7 +1440,7 @@ class TlsHandshake(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="ferry-sec-tls-")
         cls.relay = Relay(FERRYD, "--head-timeout-ms", "1000", "--user-rate-limit", "0", tls=True)
         cls.up = Upstream()
-        cls.alice = mint("alice")
+        cls.alice = agent_token("alice")
         proxy = (f"{FERRY} connect wss://127.0.0.1:{cls.relay.port} --token-file {{token_file}} "
                  f"--insecure-skip-verify --known-hosts {cls.tmp}/known_hosts")
         cls.agent = SshAgent(cls.relay.port, write_token(cls.tmp, cls.alice), [("demo", cls.up.port)], proxy=proxy)

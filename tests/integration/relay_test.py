@@ -19,7 +19,7 @@ import tempfile
 import time
 import unittest
 
-from ferry_harness import FerryAgent, Relay, SshAgent, Upstream, free_port, mint, pattern, write_token
+from ferry_harness import FerryAgent, Relay, SshAgent, Upstream, agent_token, free_port, mint, pattern, write_token
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
@@ -41,7 +41,7 @@ class RelayWithAgent(unittest.TestCase):
         cls.relay = Relay(FERRYD, "--lease-s", "20", "--queue-wait-ms", "15000", "--user-rate-limit", "0",
                           "--base-domain", "tunnels.test", "--max-body-bytes", str(64 * MiB))
         cls.up = Upstream()
-        cls.alice = mint("alice")
+        cls.alice = agent_token("alice")
         cls.agent = SshAgent(cls.relay.port, write_token(cls.tmp, cls.alice), [("demo", cls.up.port)])
         cls.relay.log.wait_for(['"tunnel up"', '"demo"'], timeout=20)
 
@@ -230,7 +230,7 @@ class RateLimit(unittest.TestCase):
         relay = Relay(FERRYD, "--user-rate-limit", "5", shards=1)
         up = Upstream()
         try:
-            agent = SshAgent(relay.port, write_token(tmp, mint("gina")), [("rl", up.port)])
+            agent = SshAgent(relay.port, write_token(tmp, agent_token("gina")), [("rl", up.port)])
             relay.log.wait_for(['"tunnel up"', '"rl"'], timeout=20)
             hdr = ["-H", "Authorization: Bearer " + mint("gina")]
             codes = [curl(*hdr, "-o", "/dev/null", "-w", "%{http_code}", f"{relay.url}/t/rl/hello").stdout
@@ -270,7 +270,7 @@ class Limits(unittest.TestCase):
     def test_first_byte_timeout_answers_504(self):
         relay = Relay(FERRYD, "--first-byte-timeout-ms", "1000", "--user-rate-limit", "0", shards=1)
         try:
-            agent = SshAgent(relay.port, write_token(self.tmp, mint("jo")), [("slow", self.up.port)])
+            agent = SshAgent(relay.port, write_token(self.tmp, agent_token("jo")), [("slow", self.up.port)])
             relay.log.wait_for(['"tunnel up"', '"slow"'], timeout=20)
             t0 = time.time()
             r = curl("-i", "-H", "Authorization: Bearer " + mint("jo"), f"{relay.url}/t/slow/slow?s=4")
@@ -291,7 +291,7 @@ class Limits(unittest.TestCase):
         relay = Relay(FERRYD, "--queue-max", "1", "--queue-wait-ms", "2000", "--lease-s", "60",
                       "--user-rate-limit", "0", shards=1)
         try:
-            agent = SshAgent(relay.port, write_token(self.tmp, mint("kai")), [("q", self.up.port)])
+            agent = SshAgent(relay.port, write_token(self.tmp, agent_token("kai")), [("q", self.up.port)])
             relay.log.wait_for(['"tunnel up"', '"q"'], timeout=20)
             agent.stop(kill=True)
             relay.log.wait_for(['"tunnel down"', "leased to its owner"], timeout=20)
@@ -325,7 +325,7 @@ class TokenExpiry(unittest.TestCase):
         up = Upstream()
         try:
             t0 = time.time()
-            short = SshAgent(relay.port, write_token(tmp, mint("ivy", ttl=3), "short"), [("exp", up.port)])
+            short = SshAgent(relay.port, write_token(tmp, agent_token("ivy", ttl=3), "short"), [("exp", up.port)])
             relay.log.wait_for(['"tunnel up"', '"exp"'], timeout=20)
             i = relay.log.wait_for(['"agent gone"', "token expired"], timeout=20)
             took = time.time() - t0
@@ -333,7 +333,7 @@ class TokenExpiry(unittest.TestCase):
             self.assertLess(took, 12.0)
             relay.log.wait_for(['"tunnel down"', "leased to its owner"], timeout=5, start=i - 5)
             short.stop()
-            fresh = SshAgent(relay.port, write_token(tmp, mint("ivy"), "fresh"), [("exp", up.port)])
+            fresh = SshAgent(relay.port, write_token(tmp, agent_token("ivy"), "fresh"), [("exp", up.port)])
             relay.log.wait_for(['"tunnel up"', '"exp"'], timeout=20, start=i)
             r = curl("-H", "Authorization: Bearer " + mint("ivy"), f"{relay.url}/t/exp/hello")
             self.assertEqual(r.stdout, b"hello from upstream\n")
@@ -351,7 +351,7 @@ class AgentRestart(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="ferry-restart-")
         relay = Relay(FERRYD, "--lease-s", "30", "--queue-wait-ms", "20000")
         up = Upstream()
-        tok = write_token(tmp, mint("carol"))
+        tok = write_token(tmp, agent_token("carol"))
         try:
             a1 = SshAgent(relay.port, tok, [("llm", up.port)])
             relay.log.wait_for(['"tunnel up"', '"llm"'], timeout=20)
@@ -371,7 +371,7 @@ class AgentRestart(unittest.TestCase):
                 futs = [ex.submit(req) for _ in range(3)]
                 time.sleep(1.0)
                 # Someone else cannot take the name meanwhile.
-                dave = SshAgent(relay.port, write_token(tmp, mint("dave"), "dave"), [("llm", up.port)])
+                dave = SshAgent(relay.port, write_token(tmp, agent_token("dave"), "dave"), [("llm", up.port)])
                 relay.log.wait_for(['"tunnel refused"', '"llm"'], timeout=20)
                 dave.stop()
                 a2 = SshAgent(relay.port, tok, [("llm", up.port)])
@@ -390,7 +390,7 @@ class WithFerryAgent(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="ferry-agent-relay-")
         self.up = Upstream()
-        self.tok = write_token(self.tmp, mint("erin"))
+        self.tok = write_token(self.tmp, agent_token("erin"))
         self.hdr = {"Authorization": "Bearer " + mint("erin")}
 
     def tearDown(self):

@@ -21,6 +21,7 @@ result<std::string> mint_hs256(bytes secret, const mint_request& req, unix_time 
     if (!ok_string(req.iss, lim.max_string) || !ok_string(req.aud, lim.max_string))
         return fail(errc::invalid_argument, "iss/aud must be UTF-8 within the limit");
     if (!ok_string(req.kid, lim.max_kid)) return fail(errc::invalid_argument, "kid must be UTF-8 within the limit");
+    if (!ok_string(req.scope, lim.max_string)) return fail(errc::invalid_argument, "scope must be UTF-8 within the limit");
     if (req.tunnels.size() > lim.max_tunnels) return fail(errc::invalid_argument, "too many tunnels");
     for (const auto& t : req.tunnels)
         if (t.empty() || !ok_string(t, lim.max_tunnel_name)) return fail(errc::invalid_argument, "bad tunnel name");
@@ -50,6 +51,10 @@ result<std::string> mint_hs256(bytes secret, const mint_request& req, unix_time 
             json::append_string(body, req.tunnels[i]);
         }
         body += ']';
+    }
+    if (!req.scope.empty()) {
+        body += ",\"scope\":";
+        json::append_string(body, req.scope);
     }
     body += '}';
     if (body.size() > lim.max_payload) return fail(errc::invalid_argument, "claims larger than the payload limit");

@@ -19,10 +19,11 @@ struct mint_request {
     std::string iss;                    // omitted when empty
     std::string aud;                    // omitted when empty
     std::string kid;                    // header `kid`, omitted when empty
+    std::string scope;                  // `scope` (space-separated), omitted when empty
 };
 
 // Header {"alg":"HS256","typ":"JWT"[,"kid":...]}, claims {"sub","iat":now,"exp":now+ttl
-// [,"iss"][,"aud"][,"ferry_tunnels"]}. Strings must be valid UTF-8 and within limits{} (so that
+// [,"iss"][,"aud"][,"ferry_tunnels"][,"scope"]}. Strings must be valid UTF-8 and within limits{} (so that
 // verify() with default limits accepts the result). errc::invalid_argument with a static reason
 // otherwise; errc::jwks_invalid for a secret shorter than 32 bytes.
 result<std::string> mint_hs256(bytes secret, const mint_request& req, unix_time now);

@@ -14,6 +14,18 @@ bool claims::grants(std::string_view tunnel) const noexcept {
     return false;
 }
 
+bool claims::has_scope(std::string_view token) const noexcept {
+    if (token.empty()) return false;
+    std::string_view rest = scope;
+    while (!rest.empty()) {
+        const std::size_t sp = rest.find(' ');
+        if (rest.substr(0, sp) == token) return true;
+        if (sp == std::string_view::npos) break;
+        rest.remove_prefix(sp + 1);
+    }
+    return false;
+}
+
 namespace {
 
 // 9999-12-31T23:59:59Z: far beyond any real token, and small enough that exp + leeway and
@@ -173,6 +185,23 @@ status read_claims(const json::document& d, const limits& lim, claims& c) {
             if (t.str_len == 0) return fail(errc::token_malformed, "empty ferry_tunnels entry");
             if (t.str_len > lim.max_tunnel_name) return fail(errc::token_too_large, "ferry_tunnels entry longer than the limit");
             c.tunnels.emplace_back(d.str(t));
+        }
+    }
+    if (const json::node* n = d.find(p, "scope")) {
+        if (n->k == json::kind::string) {
+            c.scope.assign(d.str(*n));
+        } else if (n->k == json::kind::array) {
+            for (std::uint32_t i = n->first; i != json::npos; i = d.at(i).next) {
+                const json::node& t = d.at(i);
+                if (t.k != json::kind::string) return fail(errc::token_malformed, "scope holds a non-string");
+                const std::string_view v = d.str(t);
+                if (v.empty() || v.find(' ') != std::string_view::npos)
+                    return fail(errc::token_malformed, "scope entry empty or with a space");
+                if (!c.scope.empty()) c.scope += ' ';
+                c.scope += v;
+            }
+        } else {
+            return fail(errc::token_malformed, "scope is neither a string nor an array");
         }
     }
     return {};

@@ -85,11 +85,16 @@ struct claims {
     std::optional<std::string> iss;
     std::vector<std::string> aud;       // a string `aud` becomes one entry
     std::vector<std::string> tunnels;   // `ferry_tunnels`: extra tunnels the bearer may use
+    // `scope` (RFC 8693 4.2, RFC 9068 2.2.3): space-separated scope tokens; an array of strings
+    // (as some identity providers write it) is joined with spaces. Empty when absent.
+    std::string scope;
     alg algorithm = alg::hs256;         // the header's `alg` (equal to the verifying key's)
     std::string kid;                    // the header's `kid`, empty if none
 
     // True if `ferry_tunnels` names `tunnel` (exact match).
     bool grants(std::string_view tunnel) const noexcept;
+    // True if `scope` holds `token` as one of its space-separated entries (exact match).
+    bool has_scope(std::string_view token) const noexcept;
 };
 
 // True for the code the relay reports as "expired" rather than "invalid".

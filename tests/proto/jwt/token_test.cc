@@ -231,6 +231,35 @@ TEST(JwtClaims, ReadsEverythingAndGrants) {
     EXPECT_FALSE(r->grants(""));
 }
 
+// The agent scope (issue 11 item 5): `scope` as a space-separated string or an array of strings.
+TEST(JwtClaims, ScopeStringOrArray) {
+    auto one = [](std::string_view extra) {
+        return verify(hs_token(kHs, claims_json(kNow + 100, std::string(extra))), *vector_keys("full"), {}, kNow);
+    };
+    auto r = one(R"("scope":"read ferry:agent write")");
+    ASSERT_TRUE(r) << r.err().detail;
+    EXPECT_TRUE(r->has_scope("ferry:agent"));
+    EXPECT_TRUE(r->has_scope("read"));
+    EXPECT_TRUE(r->has_scope("write"));
+    EXPECT_FALSE(r->has_scope("ferry"));        // whole entries only
+    EXPECT_FALSE(r->has_scope("ferry:agentx"));
+    EXPECT_FALSE(r->has_scope(""));
+    r = one(R"("scope":["ferry:agent","x"])");
+    ASSERT_TRUE(r) << r.err().detail;
+    EXPECT_EQ(r->scope, "ferry:agent x");
+    EXPECT_TRUE(r->has_scope("x"));
+    r = one("");
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->has_scope("ferry:agent"));
+    r = one(R"("ferry_tunnels":["ferry:agent"])");  // a grant is not a scope
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->has_scope("ferry:agent"));
+    for (std::string_view bad : {R"("scope":1)", R"("scope":{"a":1})", R"("scope":[1])",
+                                 R"("scope":["a b"])", R"("scope":[""])"}) {
+        EXPECT_EQ(one(bad).code(), errc::token_malformed) << bad;
+    }
+}
+
 TEST(JwtErrors, CodesHaveStableNames) {
     EXPECT_STREQ(to_string(errc::token_expired), "token_expired");
     EXPECT_STREQ(to_string(errc::token_invalid), "token_invalid");
