@@ -41,6 +41,18 @@ bool is_tunnel_upgrade(const http1::request_head& h) {
     return h.upgrade;
 }
 
+// Calls put(slice) with what pass_through said to forward of s[from, from + p.consumed): all of
+// it but a chunked body's trailer field lines (p.dropped), which are never forwarded.
+template <class Put>
+void forward_part(const slice& s, std::size_t from, const http1::progress& p, Put&& put) {
+    if (p.consumed == 0) return;
+    if (p.dropped.empty()) return put(s.sub(from, p.consumed));
+    const auto at = static_cast<std::size_t>(p.dropped.data() - s.data());
+    const std::size_t end = from + p.consumed, cut_end = at + p.dropped.size();
+    if (at > from) put(s.sub(from, at - from));
+    if (end > cut_end) put(s.sub(cut_end, end - cut_end));
+}
+
 http1::limits head_limits(const relay_options& o) {
     http1::limits l = o.head_limits;
     l.max_body = o.max_body_bytes ? o.max_body_bytes : ~std::uint64_t(0);
@@ -77,6 +89,8 @@ void consumer_conn::on_open() {
         if (a.size() > 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
         client_ip_ = std::move(a);
         client_port_ = p->port();
+        for (const reactor::ip_prefix& t : r_.options().trusted_proxies)
+            if (t.contains(*p)) trusted_proxy_ = true;
     }
     timer_.arm_after(r_.options().head_timeout);
 }
@@ -328,6 +342,7 @@ void consumer_conn::start_exchange(agent_session* s) {
     }
     ingress::forward_context ctx;
     ctx.client_ip = client_ip_;
+    ctx.trusted_proxy = trusted_proxy_;
     ctx.tls = r_.options().tls;
     ctx.request_id = request_id_;
     ctx.traceparent = std::string_view(tp, sizeof tp);
@@ -377,7 +392,7 @@ void consumer_conn::pump_up() {
             return abort_now();
         }
         if (p.consumed > 0) {
-            up_.append(f.sub(0, p.consumed));
+            forward_part(f, 0, p, [this](slice part) { up_.append(std::move(part)); });
             in_.consume(p.consumed);
         }
         if (p.done()) req_body_done_ = true;
@@ -502,8 +517,8 @@ void consumer_conn::response_bytes(slice piece) {
                 const auto at = static_cast<std::size_t>(p.data.data() - piece.data());
                 (void)send(piece.sub(at, p.data.size()));
             }
-        } else if (p.consumed > 0) {
-            (void)send(piece.sub(off, p.consumed));
+        } else {
+            forward_part(piece, off, p, [this](slice part) { (void)send(std::move(part)); });
         }
         off += p.consumed;
         if (p.done()) {

@@ -106,6 +106,17 @@ bool path_is_clean(sv path) noexcept {
     return segment_ok();
 }
 
+// Length of the path separator at path[i] ('/', '\\', %2f, %5c in either case), 0 if none.
+std::size_t separator_at(sv path, std::size_t i) noexcept {
+    if (i >= path.size()) return 0;
+    if (path[i] == '/' || path[i] == '\\') return 1;
+    if (path[i] == '%' && i + 2 < path.size() &&
+        ((path[i + 1] == '2' && (path[i + 2] == 'f' || path[i + 2] == 'F')) ||
+         (path[i + 1] == '5' && (path[i + 2] == 'c' || path[i + 2] == 'C'))))
+        return 3;
+    return 0;
+}
+
 // Builds the route's views once everything that goes into `scratch` is known (appending may
 // move the string, so views into it are taken last).
 result<route> finish_route(sv name, sv target, bool need_slash, bool by_host, sv prefix,
@@ -398,6 +409,7 @@ result<route> route_request(const http1::request_head& h, std::string_view base_
         return route_fail(route_error::bad_target, "more than one Host field");
     sv target = h.target;
     sv host = h.host;
+    sv authority_form{};      // the authority of an absolute-form target
     bool need_slash = false;  // an absolute-form target whose path is empty ("http://h?q")
     if (target.empty()) return route_fail(route_error::bad_target, "empty request-target");
     if (target.front() != '/') {
@@ -413,6 +425,7 @@ result<route> route_request(const http1::request_head& h, std::string_view base_
         if (!host.empty() && !iequals(authority, host))
             return route_fail(route_error::bad_target, "absolute-form authority differs from Host");
         if (host.empty()) host = authority;
+        authority_form = authority;
         target = end == sv::npos ? sv{} : rest.substr(end);
         need_slash = target.empty() || target.front() != '/';
     }
@@ -423,8 +436,11 @@ result<route> route_request(const http1::request_head& h, std::string_view base_
     while (!base_domain.empty() && base_domain.front() == '.') base_domain.remove_prefix(1);
     while (!base_domain.empty() && base_domain.back() == '.') base_domain.remove_suffix(1);
     sv label;
-    if (!base_domain.empty() && !host.empty() && host_under(host, base_domain, label))
-        return finish_route(label, target, need_slash, true, {}, scratch);
+    if (!base_domain.empty() && !host.empty() && host_under(host, base_domain, label)) {
+        auto r = finish_route(label, target, need_slash, true, {}, scratch);
+        if (r) r->authority = authority_form;
+        return r;
+    }
 
     // Path form: /t/<name>[/path][?query].
     if (need_slash || target.size() < 3 || target.substr(0, 3) != "/t/")
@@ -436,14 +452,25 @@ result<route> route_request(const http1::request_head& h, std::string_view base_
     const sv path = rest.substr(0, rest.find('?'));
     if (!path_is_clean(path))
         return route_fail(route_error::bad_target, "dot segment or bad %-escape in the path");
-    // "//x" would read as an authority to some upstreams: collapse the leading run of slashes.
+    // "//x" and "/\\x" (and their escapes, which some upstreams decode first) read as another
+    // authority to some servers and to browsers following a redirect there: a leading run of
+    // separators collapses to one '/'.
+    bool slash = rest.empty() || rest.front() == '?';
     if (!path.empty()) {
         std::size_t k = 0;
-        while (k + 1 < rest.size() && rest[k] == '/' && rest[k + 1] == '/') ++k;
-        rest.remove_prefix(k);
+        unsigned seps = 0;
+        while (std::size_t n = separator_at(rest, k)) {
+            k += n;
+            ++seps;
+        }
+        if (seps > 1) {
+            rest.remove_prefix(k);
+            slash = true;
+        }
     }
-    const bool slash = rest.empty() || rest.front() == '?';
-    return finish_route(name, rest, slash, false, target.substr(0, 3 + name.size()), scratch);
+    auto r = finish_route(name, rest, slash, false, target.substr(0, 3 + name.size()), scratch);
+    if (r) r->authority = authority_form;
+    return r;
 }
 
 // ---- consumer credentials -------------------------------------------------------------------
@@ -505,12 +532,19 @@ status write_upstream_head(buffer_chain& out, const http1::request_head& h, cons
     for (sv n : {"x-request-id", "traceparent", "x-forwarded-for", "x-forwarded-proto",
                  "x-forwarded-host", "x-forwarded-prefix"})
         drop.add(n);
-    if (!continues_trace(incoming_traceparent(h), ctx.traceparent)) drop.add("tracestate");
+    bool tracestate_ok = continues_trace(incoming_traceparent(h), ctx.traceparent);
+    for (const header& f : h.headers)
+        if (tracestate_ok && iequals(f.name, "tracestate") && !valid_tracestate(f.value)) tracestate_ok = false;
+    if (!tracestate_ok) drop.add("tracestate");
     if (!ctx.keep_authorization)
         for (sv n : {"authorization", "proxy-authorization", "cookie"}) drop.add(n);
+    // Who the client is: only a trusted proxy may say (otherwise anyone could name any address).
+    if (!ctx.trusted_proxy)
+        for (sv n : {"forwarded", "x-real-ip"}) drop.add(n);
+    const bool proxy_real_ip = ctx.trusted_proxy && h.find("x-real-ip") && !drop.named_by_connection("x-real-ip");
 
-    // X-Forwarded-For: the consumer's list (unless its Connection made it hop-by-hop), then us.
-    const bool keep_xff = !drop.named_by_connection("x-forwarded-for");
+    // X-Forwarded-For: a trusted proxy's list (unless its Connection made it hop-by-hop), then us.
+    const bool keep_xff = ctx.trusted_proxy && !drop.named_by_connection("x-forwarded-for");
     std::size_t xff_len = 0;
     if (keep_xff)
         for (const header& f : h.headers)
@@ -540,16 +574,19 @@ status write_upstream_head(buffer_chain& out, const http1::request_head& h, cons
         put(ctx.client_ip);
     }
 
-    header add[8];
+    header add[9];
     std::size_t n = 0;
     if (at) add[n++] = {"X-Forwarded-For", sv(xff, at)};
+    if (!ctx.client_ip.empty() && !proxy_real_ip) add[n++] = {"X-Real-IP", ctx.client_ip};
     add[n++] = {"X-Forwarded-Proto", ctx.tls ? "https" : "http"};
-    if (!h.host.empty()) add[n++] = {"X-Forwarded-Host", h.host};
+    const sv host = !h.host.empty() ? h.host : r.authority;
+    if (!host.empty()) add[n++] = {"X-Forwarded-Host", host};
     if (!r.by_host && !r.prefix.empty()) add[n++] = {"X-Forwarded-Prefix", r.prefix};
     if (!ctx.request_id.empty()) add[n++] = {"X-Request-Id", ctx.request_id};
     if (!ctx.traceparent.empty()) add[n++] = {"traceparent", ctx.traceparent};
-    // HTTP/1.1 upstream needs a Host; an HTTP/1.0 consumer may have sent none.
-    if (!h.find("host")) add[n++] = {"Host", r.tunnel};
+    // HTTP/1.1 upstream needs a Host; an HTTP/1.0 consumer may have sent none, and then named
+    // the host in an absolute-form target, if at all.
+    if (!h.find("host")) add[n++] = {"Host", r.authority.empty() ? r.tunnel : r.authority};
     // No `Connection: close`: the channel carries one request and the relay closes it when the
     // response is complete, while the upstream connection may stay open for the agent's next
     // channel (ferry agent's upstream keep-alive; a plain `ssh -R` closes it with the channel).
@@ -709,11 +746,8 @@ void format_request_id(std::span<const std::byte, 16> rnd, char (&out)[32]) noex
 }
 
 bool valid_traceparent(std::string_view v) noexcept {
-    if (v.size() < traceparent_size) return false;
-    if (!is_lower_hex(v[0]) || !is_lower_hex(v[1]) || v.substr(0, 2) == "ff") return false;
-    // Version 00 is exactly 55 characters; a later version may append "-..." (W3C §3.3.1).
-    if (v.size() > traceparent_size && (v.substr(0, 2) == "00" || v[traceparent_size] != '-'))
-        return false;
+    // Version 00 only, exactly 55 characters (issue 11: a version we do not know restarts).
+    if (v.size() != traceparent_size || v[0] != '0' || v[1] != '0') return false;
     if (v[2] != '-' || v[35] != '-' || v[52] != '-') return false;
     for (std::size_t i = 3; i < 55; ++i)
         if (i != 35 && i != 52 && !is_lower_hex(v[i])) return false;
@@ -748,6 +782,50 @@ std::string make_traceparent(std::string_view incoming, std::span<const std::byt
     char buf[traceparent_size];
     make_traceparent(incoming, rnd, buf, sample_new);
     return std::string(buf, sizeof buf);
+}
+
+bool valid_tracestate(std::string_view v) noexcept {
+    if (v.size() > 512) return false;
+    auto lc = [](char c) { return c >= 'a' && c <= 'z'; };
+    auto key_char = [&](char c) { return lc(c) || is_digit(c) || c == '_' || c == '-' || c == '*' || c == '/'; };
+    unsigned members = 0;
+    std::size_t i = 0;
+    while (i <= v.size()) {
+        std::size_t j = v.find(',', i);
+        if (j == sv::npos) j = v.size();
+        sv m = v.substr(i, j - i);
+        while (!m.empty() && (m.front() == ' ' || m.front() == '\t')) m.remove_prefix(1);
+        while (!m.empty() && (m.back() == ' ' || m.back() == '\t')) m.remove_suffix(1);
+        if (!m.empty()) {
+            if (++members > 32) return false;
+            const std::size_t eq = m.find('=');
+            if (eq == sv::npos) return false;
+            const sv key = m.substr(0, eq), value = m.substr(eq + 1);
+            // key: simple (lcalpha + up to 255 more) or multi-tenant tenant@system.
+            const std::size_t at = key.find('@');
+            if (at == sv::npos) {
+                if (key.empty() || key.size() > 256 || !lc(key[0])) return false;
+                for (char c : key)
+                    if (!key_char(c)) return false;
+            } else {
+                const sv tenant = key.substr(0, at), system = key.substr(at + 1);
+                if (tenant.empty() || tenant.size() > 241 || !(lc(tenant[0]) || is_digit(tenant[0]))) return false;
+                if (system.empty() || system.size() > 14 || !lc(system[0])) return false;
+                for (char c : tenant)
+                    if (!key_char(c)) return false;
+                for (char c : system)
+                    if (!key_char(c)) return false;
+            }
+            // value: 0*255(chr) nblk-chr; chr = %x20 / nblk-chr; nblk-chr = %x21-2B / %x2D-3C / %x3E-7E
+            if (value.empty() || value.size() > 256 || value.back() == ' ') return false;
+            for (char c : value) {
+                const unsigned char u = static_cast<unsigned char>(c);
+                if (u < 0x20 || u > 0x7e || c == ',' || c == '=') return false;
+            }
+        }
+        i = j + 1;
+    }
+    return true;
 }
 
 std::string_view incoming_traceparent(const http1::request_head& h) noexcept {

@@ -40,6 +40,9 @@ struct route {
     bool by_host = false;
     // Path form only: "/t/<tunnel>" as sent (a view into the head), for X-Forwarded-Prefix.
     std::string_view prefix;
+    // An absolute-form target's authority ("http://AUTHORITY/..."; a view into the head), else
+    // empty. An HTTP/1.0 request may name its host only there: it becomes the upstream's Host.
+    std::string_view authority;
 };
 
 enum class route_error : std::uint8_t {
@@ -69,8 +72,10 @@ route_error route_error_of(const error& e) noexcept;
 //
 // Path form: "/t/<name>" followed by end, '/' or '?'. <name> is lowercased ("/t/LLM/" is tunnel
 // "llm"), then must be valid (no %-escapes: "/t/a%2fb/" -> bad_name). The rest is the target:
-// "/t/a" -> "/", "/t/a?q" -> "/?q", "/t/a/x?q" -> "/x?q", and a leading run of slashes collapses
-// to one ("/t/a//x" -> "/x", so the upstream never sees a "//authority"-looking target). Escapes
+// "/t/a" -> "/", "/t/a?q" -> "/?q", "/t/a/x?q" -> "/x?q", and a leading run of separators ('/',
+// '\', %2f, %5c) collapses to one '/' ("/t/a//x", "/t/a/\x" and "/t/a/%2F%2Fx" -> "/x"), so the
+// upstream never sees a "//authority" or "/\authority" target, which some servers and browsers
+// (after a redirect to it) read as another host. Escapes
 // are refused, never normalised: any "." or ".." segment in the path, counting %2e as '.', and
 // '/', '\', %2f, %5c as segment separators ("/t/a/../b", "/t/a/%2e%2e/b", "/t/a/..%2fb") and any
 // malformed %-escape in the path -> bad_target. The query is not inspected.
@@ -100,7 +105,11 @@ bool consumer_allowed(const jwt::claims& c, std::string_view tunnel, std::string
 // ---- the upstream request head ------------------------------------------------------------------
 
 struct forward_context {
-    std::string_view client_ip;        // consumer address, appended to X-Forwarded-For ("" = none)
+    std::string_view client_ip;        // consumer address (X-Forwarded-For, X-Real-IP; "" = none)
+    // The peer is a trusted proxy (relay_options::trusted_proxies): its X-Forwarded-For is kept
+    // and extended, its Forwarded and X-Real-IP kept. Otherwise all three are replaced by what
+    // the relay saw (X-Forwarded-For and X-Real-IP: client_ip; no Forwarded).
+    bool trusted_proxy = false;
     bool tls = false;                  // X-Forwarded-Proto: https | http
     std::string_view request_id;       // X-Request-Id ("" = none sent)
     std::string_view traceparent;      // the value to send (make_traceparent); "" = none sent
@@ -116,12 +125,16 @@ struct forward_context {
 //     content-length" would otherwise smuggle the body in as a second request);
 //   * Authorization, Proxy-Authorization and Cookie unless ctx.keep_authorization;
 //   * X-Request-Id, traceparent, X-Forwarded-For/-Proto/-Host/-Prefix (replaced below), and
-//     tracestate when ctx.traceparent does not continue the consumer's trace;
-// then X-Forwarded-For (the consumer's X-Forwarded-For lines joined, ", ", ctx.client_ip),
-// X-Forwarded-Proto, X-Forwarded-Host (the consumer's Host), X-Forwarded-Prefix ("/t/<name>",
-// path form only), X-Request-Id, traceparent, Host (only when an HTTP/1.0 consumer sent none: the
-// tunnel name) and "Connection: close" (one channel per request). Host, Expect and
-// Transfer-Encoding stay as sent. Errors (nothing written): errc::invalid_argument for a value
+//     tracestate when ctx.traceparent does not continue the consumer's trace or any tracestate
+//     line is not valid W3C syntax (valid_tracestate);
+//   * Forwarded and X-Real-IP unless ctx.trusted_proxy;
+// then X-Forwarded-For (trusted proxy: the consumer's X-Forwarded-For lines joined, ", ",
+// ctx.client_ip; otherwise ctx.client_ip alone), X-Real-IP (ctx.client_ip, unless a trusted proxy
+// sent one), X-Forwarded-Proto, X-Forwarded-Host (the consumer's Host, or the absolute-form
+// authority), X-Forwarded-Prefix ("/t/<name>", path form only), X-Request-Id, traceparent, and Host
+// when an HTTP/1.0 consumer sent none (the absolute-form authority, else the tunnel name). No
+// Connection field: `ferry agent` may keep the upstream connection for the next channel. Host,
+// Expect and Transfer-Encoding stay as sent. Errors (nothing written): errc::invalid_argument for a value
 // that cannot be written (CR/LF/CTL in ctx strings), errc::limit_exceeded when the Connection
 // lines name more than 32 fields, errc::http_bad_request for two Host lines (answer 400).
 status write_upstream_head(buffer_chain& out, const http1::request_head& h, const route& r,
@@ -240,10 +253,16 @@ void format_request_id(std::span<const std::byte, 16> rnd, char (&out)[32]) noex
 
 inline constexpr std::size_t traceparent_size = 55;  // "00-" 32 "-" 16 "-" 2
 
-// True for a W3C trace-context traceparent we accept (version 00: exactly 55 chars; a higher
-// version: its first 55 chars in the version-00 shape, then end or '-'; version ff never):
-// lowercase hex, trace-id and parent-id not all zero.
+// True for a W3C trace-context traceparent we continue: version 00, exactly 55 chars, lowercase
+// hex, trace-id and parent-id not all zero. Any other version (even one the spec would let us
+// parse as 00) starts a new trace: we cannot know what a later version means.
 bool valid_traceparent(std::string_view v) noexcept;
+
+// True for a tracestate field value in W3C syntax (trace-context §3.3): at most 32 list members
+// "key=value" separated by "," with optional spaces and tabs, empty members allowed, keys
+// "lcalpha *255(lcalpha / DIGIT / _ - * /)" or "tenant@system", values 1-256 printable ASCII
+// without "," or "=" and not ending in a space; at most 512 characters.
+bool valid_tracestate(std::string_view v) noexcept;
 
 // The traceparent to send upstream. A valid `incoming` keeps its trace-id and flags and gets a
 // new parent-id (rnd[16..24)); otherwise a new trace (trace-id rnd[0..16), parent-id

@@ -249,6 +249,7 @@ private:
     buffer_chain in_;                  // received after the parsed head (body, next requests)
     std::string client_ip_;
     std::uint32_t client_port_ = 0;
+    bool trusted_proxy_ = false;       // the peer is in relay_options::trusted_proxies
     bool eof_ = false;                 // the consumer shut its write side
     bool paused_ = false;              // our pause_reading() is in force
     // The request in progress.

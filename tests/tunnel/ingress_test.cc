@@ -89,7 +89,8 @@ std::string route_host(std::string_view host, std::string_view target = "/api",
 struct reparsed {
     std::string text;
     http1::request_parser ps;
-    explicit reparsed(const buffer_chain& out) : text(out.to_string()) {
+    explicit reparsed(const buffer_chain& out) : reparsed(out.to_string()) {}
+    explicit reparsed(std::string t) : text(std::move(t)) {
         auto p = ps.parse(as_bytes(text));
         EXPECT_TRUE(p.done()) << text;
         EXPECT_EQ(p.consumed, text.size());
@@ -227,8 +228,19 @@ TEST(IngressRoute, DoubleSlashes) {
     EXPECT_EQ(route_path("/t/a///evil.example/x"), "a /evil.example/x");
     EXPECT_EQ(route_path("/t/a//"), "a /");
     EXPECT_EQ(route_path("/t/a//?q"), "a /?q");
+    // Backslashes and escaped separators count (issue 11 item 8: some upstreams decode or turn
+    // '\\' into '/' before routing, and browsers read "/\\host" in a redirect as another host).
+    EXPECT_EQ(route_path("/t/a/\\evil/x"), "a /evil/x");
+    EXPECT_EQ(route_path("/t/a/\\\\evil"), "a /evil");
+    EXPECT_EQ(route_path("/t/a/%2F%2Fevil"), "a /evil");
+    EXPECT_EQ(route_path("/t/a/%2fevil"), "a /evil");
+    EXPECT_EQ(route_path("/t/a/%5c%5Cevil?q"), "a /evil?q");
+    EXPECT_EQ(route_path("/t/a/%2F"), "a /");
+    EXPECT_EQ(route_path("/t/a/%2"), "error bad_target");  // malformed escape, as before
     // Inner ones are the upstream's business.
     EXPECT_EQ(route_path("/t/a/b//c"), "a /b//c");
+    EXPECT_EQ(route_path("/t/a/b%2F%2Fc"), "a /b%2F%2Fc");
+    EXPECT_EQ(route_path("/t/a/%41"), "a /%41");
     // The prefix itself must be exact.
     EXPECT_EQ(route_path("//t/a/x"), "error not_found");
     EXPECT_EQ(route_path("/t//a/x"), "error bad_name");
@@ -244,7 +256,7 @@ TEST(IngressRoute, TargetForms) {
     EXPECT_EQ(route_of(get("http://relay.example/t/a/x?q", "relay.example")), "a /x?q");
     EXPECT_EQ(route_of(get("HTTPS://Relay.Example:8443/t/a", "relay.example:8443")), "a /");
     EXPECT_EQ(route_of(get("http://other.example/t/a/x", "relay.example")), "error bad_target");
-    EXPECT_EQ(route_of(get("http://user@relay.example/t/a/x", "user@relay.example")), "error bad_target");
+    EXPECT_EQ(route_of(get("http://user@relay.example/t/a/x", "relay.example")), "error bad_target");
     EXPECT_EQ(route_of(get("http:///t/a/x", "relay.example")), "error bad_target");
     EXPECT_EQ(route_of(get("ftp://relay.example/t/a/x", "relay.example")), "error bad_target");
     EXPECT_EQ(route_of(get("http://relay.example/t/a/../b", "relay.example")), "error bad_target");
@@ -294,9 +306,7 @@ TEST(IngressRoute, HostOfAnotherDomain) {
     EXPECT_EQ(route_host("tunnels.example"), "error not_found");
     EXPECT_EQ(route_host(".tunnels.example"), "error not_found");
     EXPECT_EQ(route_host("[::1]:8443"), "error not_found");
-    EXPECT_EQ(route_host("a.tunnels.example:x443"), "error not_found");
     EXPECT_EQ(route_host("a.tunnels.example:123456"), "error not_found");
-    EXPECT_EQ(route_host("a.tunnels.example:80:80"), "error not_found");
     // Without base_domain there is no host routing at all.
     EXPECT_EQ(route_host("a.tunnels.example", "/api", ""), "error not_found");
     EXPECT_EQ(route_host("a.tunnels.example", "/t/b/x", ""), "b /x");
@@ -451,7 +461,8 @@ TEST(IngressUpstream, FullRewrite) {
               "Content-Type: application/json\r\n"
               "Expect: 100-continue\r\n"
               "Transfer-Encoding: chunked\r\n"
-              "X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n"
+              "X-Forwarded-For: 203.0.113.7\r\n"
+              "X-Real-IP: 203.0.113.7\r\n"
               "X-Forwarded-Proto: https\r\n"
               "X-Forwarded-Host: relay.example\r\n"
               "X-Forwarded-Prefix: /t/llm\r\n"
@@ -470,6 +481,7 @@ TEST(IngressUpstream, HostRoutedHasNoPrefix) {
               "GET /v1/models HTTP/1.1\r\n"
               "Host: llm.tunnels.example:8443\r\n"
               "X-Forwarded-For: 203.0.113.7\r\n"
+              "X-Real-IP: 203.0.113.7\r\n"
               "X-Forwarded-Proto: http\r\n"
               "X-Forwarded-Host: llm.tunnels.example:8443\r\n"
               "\r\n");
@@ -552,17 +564,46 @@ TEST(IngressUpstream, UpgradeIsNotForwarded) {
     EXPECT_TRUE(p.all("connection").empty());
 }
 
+// Issue 11 item 8: who the client is comes from the relay's own view, unless the peer is a
+// trusted proxy: a consumer's X-Forwarded-For, Forwarded and X-Real-IP are replaced, not extended.
+TEST(IngressUpstream, ClientAddressFieldsAreReplacedUnlessTrusted) {
+    req r(get("/t/a/x", "relay.example",
+              "X-Forwarded-For: 10.9.9.9\r\nForwarded: for=10.9.9.9;proto=https\r\nX-Real-IP: 10.9.9.9\r\n"
+              "x-real-ip: 10.8.8.8\r\nFORWARDED: for=1.2.3.4\r\n"));
+    const std::string got = upstream(r, ctx_default());
+    EXPECT_EQ(got.find("10.9.9.9"), std::string::npos) << got;
+    EXPECT_EQ(got.find("10.8.8.8"), std::string::npos) << got;
+    EXPECT_EQ(got.find("1.2.3.4"), std::string::npos) << got;
+    reparsed p(got);
+    EXPECT_EQ(p.all("x-forwarded-for"), std::vector<std::string>{"203.0.113.7"});
+    EXPECT_EQ(p.all("x-real-ip"), std::vector<std::string>{"203.0.113.7"});
+    EXPECT_TRUE(p.all("forwarded").empty());
+    // From a trusted proxy: the chain is extended, its Forwarded and X-Real-IP kept.
+    forward_context t = ctx_default();
+    t.trusted_proxy = true;
+    reparsed q(upstream(r, t));
+    EXPECT_EQ(q.all("x-forwarded-for"), std::vector<std::string>{"10.9.9.9, 203.0.113.7"});
+    EXPECT_EQ(q.all("x-real-ip"), (std::vector<std::string>{"10.9.9.9", "10.8.8.8"}));
+    EXPECT_EQ(q.all("forwarded"), (std::vector<std::string>{"for=10.9.9.9;proto=https", "for=1.2.3.4"}));
+    // A trusted proxy that sent no X-Real-IP gets ours.
+    req plain(get("/t/a/x", "relay.example", "X-Forwarded-For: 10.9.9.9\r\n"));
+    reparsed pq(upstream(plain, t));
+    EXPECT_EQ(pq.all("x-real-ip"), std::vector<std::string>{"203.0.113.7"});
+}
+
 TEST(IngressUpstream, ForwardedForChain) {
     req r(get("/t/a/x", "relay.example",
               "X-Forwarded-For: 198.51.100.1, 198.51.100.2\r\nX-Other: 1\r\nx-forwarded-for: 198.51.100.3\r\n"));
-    const std::string got = upstream(r, ctx_default());
+    forward_context trusted = ctx_default();
+    trusted.trusted_proxy = true;
+    const std::string got = upstream(r, trusted);
     EXPECT_NE(got.find("\r\nX-Forwarded-For: 198.51.100.1, 198.51.100.2, 198.51.100.3, 203.0.113.7\r\n"),
               std::string::npos)
         << got;
     EXPECT_EQ(got.find("x-forwarded-for"), std::string::npos);
 
     // Without a client address the chain is passed on as one line.
-    forward_context c = ctx_default();
+    forward_context c = trusted;
     c.client_ip = {};
     const std::string no_ip = upstream(r, c);
     EXPECT_NE(no_ip.find("\r\nX-Forwarded-For: 198.51.100.1, 198.51.100.2, 198.51.100.3\r\n"), std::string::npos)
@@ -570,7 +611,7 @@ TEST(IngressUpstream, ForwardedForChain) {
 
     // The consumer declared its X-Forwarded-For hop-by-hop: only ours remains.
     req hop(get("/t/a/x", "relay.example", "Connection: X-Forwarded-For\r\nX-Forwarded-For: 10.0.0.1\r\n"));
-    const std::string h = upstream(hop, ctx_default());
+    const std::string h = upstream(hop, trusted);
     EXPECT_NE(h.find("\r\nX-Forwarded-For: 203.0.113.7\r\n"), std::string::npos) << h;
     EXPECT_EQ(h.find("10.0.0.1"), std::string::npos) << h;
 }
@@ -579,7 +620,9 @@ TEST(IngressUpstream, LongForwardedForChain) {
     std::string chain;
     for (int i = 0; i < 300; ++i) chain += (i ? ", " : "") + std::string("10.0.0.") + std::to_string(i % 250);
     req r(get("/t/a/x", "relay.example", "X-Forwarded-For: " + chain + "\r\n"));
-    const std::string got = upstream(r, ctx_default());
+    forward_context trusted = ctx_default();
+    trusted.trusted_proxy = true;
+    const std::string got = upstream(r, trusted);
     EXPECT_NE(got.find("\r\nX-Forwarded-For: " + chain + ", 203.0.113.7\r\n"), std::string::npos);
 }
 
@@ -617,9 +660,21 @@ TEST(IngressUpstream, Http10Consumer) {
     EXPECT_EQ(upstream(r, c),
               "GET /x HTTP/1.1\r\n"
               "X-Forwarded-For: 203.0.113.7\r\n"
+              "X-Real-IP: 203.0.113.7\r\n"
               "X-Forwarded-Proto: https\r\n"
               "X-Forwarded-Prefix: /t/a\r\n"
               "Host: a\r\n"
+              "\r\n");
+    // Absolute-form without Host (HTTP/1.0): the authority stays the upstream's Host.
+    req abs("GET http://shop.example:8080/t/a/x HTTP/1.0\r\n\r\n");
+    EXPECT_EQ(upstream(abs, c),
+              "GET /x HTTP/1.1\r\n"
+              "X-Forwarded-For: 203.0.113.7\r\n"
+              "X-Real-IP: 203.0.113.7\r\n"
+              "X-Forwarded-Proto: https\r\n"
+              "X-Forwarded-Host: shop.example:8080\r\n"
+              "X-Forwarded-Prefix: /t/a\r\n"
+              "Host: shop.example:8080\r\n"
               "\r\n");
 }
 
@@ -1039,9 +1094,10 @@ TEST(IngressIds, ValidTraceparent) {
     const std::string ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     EXPECT_TRUE(valid_traceparent(ok));
     EXPECT_TRUE(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
-    EXPECT_TRUE(valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-    EXPECT_TRUE(valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future"));
     for (std::string_view bad : {
+             // Versions other than 00 (issue 11: restarted, not parsed as 00).
+             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future",
              "", "00", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
              "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   // uppercase
              "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   // zero trace
@@ -1063,9 +1119,9 @@ TEST(IngressIds, MakeTraceparentContinues) {
     EXPECT_EQ(tp, "00-4bf92f3577b34da6a3ce929d0e0e4736-b0b1b2b3b4b5b6b7-01");
     EXPECT_TRUE(valid_traceparent(tp));
     EXPECT_TRUE(continues_trace("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tp));
-    // A later version is answered in version 00 with the same trace.
+    // A version we do not know starts a new trace (its trace id is not trusted).
     EXPECT_EQ(make_traceparent("02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-more", rnd),
-              "00-4bf92f3577b34da6a3ce929d0e0e4736-b0b1b2b3b4b5b6b7-03");
+              "00-a0a1a2a3a4a5a6a7a8a9aaabacadaeaf-b0b1b2b3b4b5b6b7-00");
 }
 
 TEST(IngressIds, MakeTraceparentRestarts) {
@@ -1105,4 +1161,25 @@ TEST(IngressIds, TracestateFollowsTheTrace) {
     EXPECT_NE(kept.find("\r\ntracestate: congo=t61rcWkgMzE\r\n"), std::string::npos) << kept;
     EXPECT_NE(kept.find("\r\ntraceparent: " + tp + "\r\n"), std::string::npos) << kept;
     EXPECT_EQ(kept.find(v), std::string::npos);  // the consumer's parent id is not forwarded
+    // A tracestate that is not W3C syntax is dropped even when the trace continues.
+    for (std::string_view bad : {"Congo=x", "congo", "congo=a,b", "=x", "a=b=c", "a@=x", "@b=x", "a=caf\xc3\xa9"}) {
+        req r2(get("/t/a/x", "relay.example", "traceparent: " + v + "\r\ntracestate: " + std::string(bad) + "\r\n"));
+        const std::string got = upstream(r2, c);
+        EXPECT_EQ(got.find("tracestate"), std::string::npos) << bad;
+    }
+}
+
+TEST(IngressIds, ValidTracestate) {
+    for (std::string_view ok : {"congo=t61rcWkgMzE", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+                                " a=1 ,\tb=2 ", "a=1,,b=2", "", "fw529a3039@dt=abc", "0tenant@sys-1=v", "a_b-c*d/e=x y",
+                                "a=b ", "a@bcdefghijklmno=c"})
+        EXPECT_TRUE(valid_tracestate(ok)) << ok;
+    std::string many;
+    for (int i = 0; i < 33; ++i) many += (i ? "," : "") + std::string("k") + std::to_string(i) + "=v";
+    std::string k257 = std::string(257, 'a') + "=v";
+    std::string long600(600, 'a');
+    for (std::string_view bad : std::initializer_list<std::string_view>{"A=1", "a", "a=", "=b", "a=b=c", "a=b,c", "1a=b", "a@B=c", "@b=c", "a@=c",
+                                 "a@bcdefghijklmnop=c", "a=\x7f", "a=caf\xc3\xa9", std::string_view(many),
+                                 std::string_view(k257), std::string_view(long600)})
+        EXPECT_FALSE(valid_tracestate(bad)) << bad;
 }

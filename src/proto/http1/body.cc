@@ -42,14 +42,25 @@ void chunked_decoder::reset() noexcept {
     s_ = state::size_first;
     chunk_ = total_ = offset_ = 0;
     line_ = trailer_ = 0;
+    tname_len_ = 0;
     last_ = progress{};
 }
+
+namespace {
+
+// A trailer field that would change the message's framing if anyone read it as a header.
+bool framing_field(std::string_view lower_name) noexcept {
+    return lower_name == "content-length" || lower_name == "transfer-encoding";
+}
+
+char lower_ascii(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c; }
+
+}  // namespace
 
 stage chunked_decoder::where() const noexcept {
     switch (s_) {
     case state::size_first:
     case state::size: return stage::chunk_size;
-    case state::size_ws:
     case state::ext:
     case state::size_lf: return stage::chunk_ext;
     case state::data: return stage::chunk_data;
@@ -87,6 +98,16 @@ progress chunked_decoder::decode(bytes in) noexcept {
     const char* p = reinterpret_cast<const char*>(in.data());
     const std::size_t n = in.size();
     std::size_t i = 0;
+    // Trailer field lines seen in this input: [drop_at, drop_end). A field cut across calls
+    // makes the next call's range start at 0.
+    constexpr std::size_t none = ~std::size_t(0);
+    std::size_t drop_at = (s_ == state::trailer_name || s_ == state::trailer_value || s_ == state::trailer_lf)
+                              ? 0
+                              : none;
+    std::size_t drop_end = none;
+    auto dropped = [&](std::size_t end) noexcept {
+        return drop_at == none ? bytes{} : in.subspan(drop_at, (drop_end == none ? end : drop_end) - drop_at);
+    };
     while (i < n) {
         if (s_ == state::data) {
             std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_, n - i));
@@ -104,7 +125,6 @@ progress chunked_decoder::decode(bytes in) noexcept {
         switch (s_) {
         case state::size_first:
         case state::size:
-        case state::size_ws:
         case state::ext:
         case state::size_lf:
             if (++line_ > lim_.max_chunk_line) return fail(errc::http_bad_request, "chunk size line too long", i);
@@ -137,20 +157,19 @@ progress chunked_decoder::decode(bytes in) noexcept {
             } else if (c == ';') {
                 s_ = state::ext;
             } else if (is_ows(c)) {
-                s_ = state::size_ws;  // BWS, only allowed before ";"
+                // RFC 9112 allows BWS before ";", llhttp does not: neither do we (a server that
+                // reads "5 " differently from us would see other chunk boundaries).
+                return fail(errc::http_bad_request, "whitespace after chunk size", i);
             } else {
                 return fail(errc::http_bad_request, c == '\n' ? "bare LF" : "invalid chunk size", i);
             }
             break;
         }
-        case state::size_ws:
-            if (c == ';') s_ = state::ext;
-            else if (!is_ows(c)) return fail(errc::http_bad_request, "whitespace after chunk size", i);
-            break;
         case state::ext:
-            // Extensions are skipped: any byte a field value may hold, up to the line limit.
+            // Extensions are skipped: visible ASCII, SP and HTAB, up to the line limit.
             if (c == '\r') s_ = state::size_lf;
             else if (is_special(c)) return fail(errc::http_bad_request, c == '\n' ? "bare LF" : "control character in chunk extension", i);
+            else if (static_cast<unsigned char>(c) >= 0x80) return fail(errc::http_bad_request, "obs-text in chunk extension", i);
             break;
         case state::size_lf:
             if (c != '\n') return fail(errc::http_bad_request, "bare CR", i);
@@ -175,13 +194,30 @@ progress chunked_decoder::decode(bytes in) noexcept {
             s_ = state::size_first;
             break;
         case state::trailer_line:
-            if (c == '\r') s_ = state::trailer_end_lf;
-            else if (is_tchar(c)) s_ = state::trailer_name;
-            else return fail(errc::http_bad_request, is_ows(c) ? "obs-fold in trailer" : c == '\n' ? "bare LF" : "invalid trailer field", i);
+            if (c == '\r') {
+                s_ = state::trailer_end_lf;
+                if (drop_at != none) drop_end = i;
+            } else if (is_tchar(c)) {
+                s_ = state::trailer_name;
+                if (drop_at == none) drop_at = i;
+                tname_len_ = 0;
+                tname_[tname_len_++] = lower_ascii(c);
+            } else {
+                return fail(errc::http_bad_request, is_ows(c) ? "obs-fold in trailer" : c == '\n' ? "bare LF" : "invalid trailer field", i);
+            }
             break;
         case state::trailer_name:
-            if (c == ':') s_ = state::trailer_value;
-            else if (!is_tchar(c)) return fail(errc::http_bad_request, is_ows(c) ? "whitespace before colon" : "invalid trailer field name", i);
+            if (c == ':') {
+                s_ = state::trailer_value;
+                if (tname_len_ <= sizeof tname_ && framing_field(std::string_view(tname_, tname_len_)))
+                    return fail(errc::http_bad_request, "framing field in trailer", i);
+            } else if (!is_tchar(c)) {
+                return fail(errc::http_bad_request, is_ows(c) ? "whitespace before colon" : "invalid trailer field name", i);
+            } else if (tname_len_ < sizeof tname_) {
+                tname_[tname_len_++] = lower_ascii(c);
+            } else {
+                tname_len_ = sizeof tname_ + 1;  // longer than any name we look for
+            }
             break;
         case state::trailer_value:
             if (c == '\r') s_ = state::trailer_lf;
@@ -199,6 +235,7 @@ progress chunked_decoder::decode(bytes in) noexcept {
             r.kind = outcome::done;
             r.at = stage::done;
             r.consumed = i;
+            r.dropped = dropped(i);
             return r;
         case state::data:
         case state::done:
@@ -211,6 +248,7 @@ progress chunked_decoder::decode(bytes in) noexcept {
     r.kind = outcome::need_more;
     r.consumed = n;
     r.at = where();
+    r.dropped = dropped(n);
     return r;
 }
 
@@ -220,6 +258,7 @@ progress chunked_decoder::pass_through(bytes in) noexcept {
         progress r = decode(in.subspan(used));
         used += r.consumed;
         if (r.kind == outcome::payload) continue;
+        // Only the last step can reach the trailer section; its `dropped` views `in` already.
         r.consumed = used;
         r.data = {};
         return r;

@@ -10,8 +10,9 @@
 //                     Loop while kind == outcome::payload, each time on in.subspan(consumed).
 //   pass_through(in)  validates the framing of everything it is given, up to the end of the
 //                     message, and says how many bytes belong to this body (`consumed`): the
-//                     relay forwards exactly those bytes unchanged; later bytes are the next
-//                     message's. Payload is not touched (chunk data is skipped over).
+//                     relay forwards exactly those bytes unchanged, except a chunked body's
+//                     trailer field lines (`dropped`, which it leaves out); later bytes are the
+//                     next message's. Payload is not touched (chunk data is skipped over).
 // After failed every call returns the same failure; after done they return done with consumed 0.
 // Error offsets count from the first byte of the body.
 #include <cstddef>
@@ -37,13 +38,17 @@ private:
     std::uint64_t remaining_;
 };
 
-// chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 §7.1).
+// chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 §7.1), read as strictly as
+// llhttp does, so that no server behind the relay reads a chunk boundary elsewhere:
 //   * chunk-size: HEXDIG+, overflow and limits::max_body checked before any data is accepted;
-//   * chunk-ext: BWS ";" ... skipped (any byte but CTLs), the whole size line bounded by
-//     limits::max_chunk_line; whitespace after the size is only allowed before a ";";
+//     nothing between the size and ";" or CRLF (RFC 9112's BWS before ";" is refused);
+//   * chunk-ext: ";" ... skipped: visible ASCII, SP and HTAB only (no CTLs, no obs-text), the
+//     whole size line bounded by limits::max_chunk_line;
 //   * CRLF everywhere: bare LF and bare CR rejected, CRLF after chunk data checked;
 //   * trailer section: field lines validated like the head's (token name, no space before the
-//     colon, no obs-fold, no CTLs) and bounded by limits::max_trailer_bytes, then ignored.
+//     colon, no obs-fold, no CTLs), Content-Length and Transfer-Encoding refused (RFC 9110
+//     §6.5.1: framing never comes from a trailer), bounded by limits::max_trailer_bytes; the
+//     field lines are reported as `dropped` by pass_through and never delivered by decode.
 class chunked_decoder {
 public:
     explicit chunked_decoder(const limits& l = {}) noexcept : lim_(l) {}
@@ -60,7 +65,7 @@ public:
 
 private:
     enum class state : std::uint8_t {
-        size_first, size, size_ws, ext, size_lf,
+        size_first, size, ext, size_lf,
         data, data_cr, data_lf,
         trailer_line, trailer_name, trailer_value, trailer_lf, trailer_end_lf,
         done, failed,
@@ -75,6 +80,8 @@ private:
     std::uint64_t offset_ = 0;  // bytes consumed since reset
     std::size_t line_ = 0;      // bytes of the current chunk-size line
     std::size_t trailer_ = 0;   // bytes of the trailer section
+    char tname_[18] = {};       // the trailer field name being read, lower case (first 18 bytes)
+    std::uint8_t tname_len_ = 0;
     progress last_{};           // the sticky failure
 };
 

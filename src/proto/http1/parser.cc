@@ -31,6 +31,61 @@ bool for_each_element(std::string_view v, F&& f) {
     return false;
 }
 
+// True when the comma-separated list has an empty element ("chunked,", ", gzip", "a,,b").
+// RFC 9110 5.6.1 lets recipients ignore them; for Transfer-Encoding we refuse them instead, as
+// llhttp does: a proxy and a server that disagree on where a coding list ends disagree on the
+// framing.
+bool has_empty_element(std::string_view v) noexcept {
+    std::size_t i = 0;
+    while (i <= v.size()) {
+        std::size_t j = i;
+        while (j < v.size() && v[j] != ',') ++j;
+        std::size_t a = i;
+        while (a < j && is_ows(v[a])) ++a;
+        if (a == j) return true;
+        i = j + 1;
+    }
+    return false;
+}
+
+// Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP-literal in brackets, or a
+// reg-name / IPv4address of unreserved, pct-encoded and sub-delims characters; port = *DIGIT.
+// An empty value is valid (a request whose target has no authority).
+bool valid_host(std::string_view v) noexcept {
+    if (v.empty()) return true;
+    std::size_t i = 0;
+    if (v.front() == '[') {
+        const std::size_t close = v.find(']');
+        if (close == std::string_view::npos || close < 3) return false;
+        for (std::size_t k = 1; k < close; ++k) {
+            const char c = v[k];
+            const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                            c == ':' || c == '.' || c == 'v' || c == 'V';
+            if (!ok) return false;
+        }
+        i = close + 1;
+    } else {
+        for (; i < v.size() && v[i] != ':'; ++i) {
+            const char c = v[i];
+            if (c == '%') {
+                if (i + 2 >= v.size() || detail::hex_value(v[i + 1]) > 15 || detail::hex_value(v[i + 2]) > 15) return false;
+                i += 2;
+                continue;
+            }
+            const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                    c == '-' || c == '.' || c == '_' || c == '~';
+            const bool sub_delim = c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
+                                   c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+            if (!unreserved && !sub_delim) return false;
+        }
+    }
+    if (i == v.size()) return true;
+    if (v[i] != ':') return false;
+    for (++i; i < v.size(); ++i)
+        if (v[i] < '0' || v[i] > '9') return false;
+    return true;
+}
+
 }  // namespace
 
 bool has_token(std::string_view value, std::string_view token) noexcept {
@@ -374,6 +429,10 @@ bool head_parser_base::parse_field_line(const char* s, const char* e, std::size_
                 out = fail(errc::http_bad_request, "duplicate Host", off);
                 return false;
             }
+            if (role_ == role::request && !valid_host(value)) {
+                out = fail(errc::http_bad_request, "invalid Host", off + static_cast<std::size_t>(v - s));
+                return false;
+            }
             f_.host_count = 1;
             host_ = value;
         }
@@ -413,6 +472,11 @@ bool head_parser_base::parse_field_line(const char* s, const char* e, std::size_
     case 17:
         if (iequals(name, "transfer-encoding")) {
             f_.have_te = true;
+            if (has_empty_element(value)) {
+                out = fail(errc::http_bad_request, "empty element in Transfer-Encoding",
+                           off + static_cast<std::size_t>(v - s));
+                return false;
+            }
             // Several TE lines form one list (RFC 9110 §5.3).
             for_each_element(value, [&](std::string_view c) {
                 f_.te_empty = false;

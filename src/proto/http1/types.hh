@@ -87,6 +87,11 @@ struct progress {
     // Body decoders: payload delivered by this step, a view into this call's input. Valid
     // whenever non-empty, whatever `kind` is (a Content-Length body's last piece comes with done).
     bytes data{};
+    // Chunked bodies in pass_through: the trailer field lines within this call's input (a view
+    // into it, possibly empty). A forwarder sends the consumed bytes minus these: trailers are
+    // dropped, never forwarded (a trailer could carry Authorization, framing or hop-by-hop
+    // fields the head rules would have removed; issue 11).
+    bytes dropped{};
     error err{};
     stage at = stage::start_line;
 

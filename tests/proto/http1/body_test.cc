@@ -21,7 +21,18 @@ progress pass_all(chunked_decoder& d, std::string_view in, std::size_t step, std
     while (pos < in.size() || in.empty()) {
         std::string_view piece = in.substr(pos, std::min(step, in.size() - pos));
         r = d.pass_through(B(piece));
-        forwarded.append(piece.substr(0, r.kind == outcome::failed ? 0 : r.consumed));
+        if (r.kind != outcome::failed) {
+            // What a forwarder sends: the consumed bytes minus the trailer field lines.
+            std::string_view used = piece.substr(0, r.consumed);
+            if (r.dropped.empty()) {
+                forwarded.append(used);
+            } else {
+                const auto at = static_cast<std::size_t>(reinterpret_cast<const char*>(r.dropped.data()) - piece.data());
+                EXPECT_LE(at + r.dropped.size(), used.size());
+                forwarded.append(used.substr(0, at));
+                forwarded.append(used.substr(at + r.dropped.size()));
+            }
+        }
         pos += r.consumed;
         if (r.kind != outcome::need_more || in.empty()) break;
     }
@@ -53,12 +64,19 @@ const std::vector<std::string> good_bodies = {
     "1\r\nx\r\n0\r\n\r\n",
     "000a\r\n0123456789\r\n0\r\n\r\n",
     "A;name=value;other=\"quoted ; \\\"x\"\r\n0123456789\r\n0;last\r\n\r\n",
-    "3 ;ext\r\nabc\r\n0\t;e\r\n\r\n",
+    "3;ext\r\nabc\r\n0;e \t=\"v w\"\r\n\r\n",
     "4\r\n\r\n\r\n\r\n0\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\nX-Checksum:abc\r\n\r\n",
     "11\r\n{\"response\":\"hi\"}\r\n11\r\n{\"response\":\"yo\"}\r\n0\r\n\r\n",
+    "1\r\na\r\n0\r\nAuthorization: Bearer x\r\n\r\n",
 };
 const std::vector<std::string> good_payloads = {
     "hello world", "", "x", "0123456789", "0123456789", "abc", "\r\n\r\n", "{\"response\":\"hi\"}{\"response\":\"yo\"}",
+    "a",
+};
+// What pass_through lets a forwarder send: the body without its trailer field lines.
+const std::vector<std::string> good_forwarded = {
+    good_bodies[0], good_bodies[1], good_bodies[2], good_bodies[3], good_bodies[4], good_bodies[5],
+    "4\r\n\r\n\r\n\r\n0\r\n\r\n", good_bodies[7], "1\r\na\r\n0\r\n\r\n",
 };
 
 }  // namespace
@@ -125,17 +143,66 @@ TEST(Http1Chunked, EverySplitGivesSamePayloadAndEnd) {
 }
 
 TEST(Http1Chunked, PassThroughForwardsExactlyTheMessage) {
-    for (const std::string& body : good_bodies) {
+    for (std::size_t i = 0; i < good_bodies.size(); ++i) {
+        const std::string& body = good_bodies[i];
         const std::string in = body + "HTTP/1.1 200 OK\r\n";
         for (std::size_t step : {std::size_t(1), std::size_t(2), std::size_t(7), in.size()}) {
             chunked_decoder d;
             std::string fwd;
             progress p = pass_all(d, in, step, fwd);
             ASSERT_TRUE(p.done()) << step << " " << summary(p);
-            EXPECT_EQ(fwd, body) << "step " << step;  // output equals input, ends at the message end
+            EXPECT_EQ(p.consumed, body.size()) << "step " << step;  // ends at the message end
+            // Output equals input but for the trailer field lines, which are dropped.
+            EXPECT_EQ(fwd, good_forwarded[i]) << "step " << step;
             EXPECT_EQ(p.data.size(), 0u);
         }
     }
+}
+
+// Issue 11 item 8: trailers are never forwarded (they could carry what head rewriting removes),
+// framing fields in them are refused, and the chunk-size line is as strict as llhttp's.
+TEST(Http1Chunked, TrailersAreDroppedAtEverySplit) {
+    const std::string body = "2\r\nok\r\n0\r\nAuthorization: Bearer stolen\r\nConnection: x\r\nX-A: 1\r\n\r\n";
+    for (std::size_t k = 0; k <= body.size(); ++k) {
+        chunked_decoder d;
+        std::string fwd;
+        for (std::string_view piece : {std::string_view(body).substr(0, k), std::string_view(body).substr(k)}) {
+            progress r = d.pass_through(B(piece));
+            ASSERT_FALSE(r.failed()) << k;
+            std::string_view used = piece.substr(0, r.consumed);
+            if (r.dropped.empty()) {
+                fwd.append(used);
+            } else {
+                const auto at = static_cast<std::size_t>(reinterpret_cast<const char*>(r.dropped.data()) - piece.data());
+                fwd.append(used.substr(0, at));
+                fwd.append(used.substr(at + r.dropped.size()));
+            }
+        }
+        EXPECT_TRUE(d.done()) << k;
+        EXPECT_EQ(fwd, "2\r\nok\r\n0\r\n\r\n") << k;
+    }
+}
+
+TEST(Http1Chunked, StrictLikeLlhttp) {
+    progress p = chunked_fail("0\r\nContent-Length: 5\r\n\r\n", errc::http_bad_request);
+    EXPECT_STREQ(p.err.detail, "framing field in trailer");
+    p = chunked_fail("0\r\nX-A: 1\r\ntransfer-ENCODING: chunked\r\n\r\n", errc::http_bad_request);
+    EXPECT_STREQ(p.err.detail, "framing field in trailer");
+    // Names that only start like a framing field are fine.
+    for (std::string_view ok : {"0\r\nContent-Length-X: 5\r\n\r\n", "0\r\nContent-Lengt: 5\r\n\r\n",
+                                "0\r\nX-Transfer-Encoding-Is-A-Long-Name: y\r\n\r\n"}) {
+        chunked_decoder d;
+        std::string payload;
+        EXPECT_TRUE(decode_all(d, ok, 1, payload).done()) << ok;
+    }
+    p = chunked_fail("5 ;ext\r\nhello\r\n0\r\n\r\n", errc::http_bad_request);
+    EXPECT_STREQ(p.err.detail, "whitespace after chunk size");
+    p = chunked_fail("5\t\r\nhello\r\n0\r\n\r\n", errc::http_bad_request);
+    EXPECT_STREQ(p.err.detail, "whitespace after chunk size");
+    p = chunked_fail("5;a=\xe9\r\nhello\r\n0\r\n\r\n", errc::http_bad_request);
+    EXPECT_STREQ(p.err.detail, "obs-text in chunk extension");
+    p = chunked_fail("0;\x80\r\n\r\n", errc::http_bad_request);
+    EXPECT_STREQ(p.err.detail, "obs-text in chunk extension");
 }
 
 TEST(Http1Chunked, Malformed) {
