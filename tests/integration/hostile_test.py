@@ -8,6 +8,8 @@ works, while an honest consumer keeps being served.
   ShardHandOver         one keep-alive connection alternating between tunnels on two shards
   SilentAgents          upgraded agent connections that never speak SSH lose their slots
   AgentTokenScope       a consumer token (a ferry_tunnels grant) cannot register tunnels
+  ForwardedHeadHygiene  what reaches the upstream: client address fields, Host, trailers, path
+                        separators, chunk-line strictness, trace context, HTTP/1.0 authority
 
 Tokens are minted with PyJWT. Agents are `ferry agent` (the one with an upstream pool) unless a
 test says otherwise. Memory figures come from /proc/PID/status. Thresholds are wide: the machine
@@ -28,7 +30,7 @@ import time
 import unittest
 import urllib.parse
 
-from ferry_harness import FerryAgent, Relay, Upstream, agent_token, mint, write_token
+from ferry_harness import FerryAgent, Relay, SshAgent, Upstream, agent_token, mint, write_token
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
@@ -399,6 +401,240 @@ class AgentTokenScope(unittest.TestCase):
                 self.relay.log.wait_for(['"tunnel up"', '"shop"'], timeout=20, start=mark)
             finally:
                 agent.stop()
+
+
+# ---- 8. forwarded-head hygiene ----------------------------------------------------------------------
+
+class RawUpstream:
+    """A TCP service that records every request's bytes as received (head, body, trailers) and
+    answers each connection once, then closes: a chunked response with trailers for paths that
+    start with /trailers, else a short 200. With `ssh -R` as the agent, each channel is one
+    connection here."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.lock = threading.Lock()
+        self.cv = threading.Condition(self.lock)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _complete(data):
+        if b"\r\n\r\n" not in data:
+            return False
+        head, body = data.split(b"\r\n\r\n", 1)
+        h = head.lower()
+        if b"transfer-encoding: chunked" in h:
+            return body.endswith(b"\r\n\r\n") and (body.startswith(b"0\r\n") or b"\r\n0\r\n" in body)
+        for line in h.split(b"\r\n"):
+            if line.startswith(b"content-length:"):
+                return len(body) >= int(line.split(b":", 1)[1])
+        return True
+
+    def _serve(self, c):
+        data = b""
+        c.settimeout(10)
+        try:
+            while not self._complete(data):
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            path = data.split(b" ", 2)[1] if data.count(b" ") >= 2 else b""
+            if path.startswith(b"/trailers"):
+                c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+                          b"2\r\nok\r\n0\r\nX-Checksum: 1\r\nSet-Cookie: stolen=1\r\n\r\n")
+            else:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        except OSError:
+            pass
+        finally:
+            c.close()
+        with self.cv:
+            self.requests.append(data)
+            self.cv.notify_all()
+
+    def wait_request(self, marker, timeout=10):
+        """The first recorded request containing `marker` (bytes)."""
+        deadline = time.time() + timeout
+        with self.cv:
+            while True:
+                for r in self.requests:
+                    if marker in r:
+                        return r
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError(f"no upstream request with {marker!r}; got {self.requests!r}")
+                self.cv.wait(left)
+
+    def seen(self, marker):
+        with self.lock:
+            return [r for r in self.requests if marker in r]
+
+    def stop(self):
+        self.sock.close()
+
+
+def one_request(port, raw, timeout=10):
+    """Sends `raw` on a new connection and returns everything received until the relay closes
+    it or a complete response arrived (raw bytes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(raw)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+            if out.endswith(b"0\r\n\r\n") or (b"\r\n\r\n" in out and b"chunked" not in out.split(b"\r\n\r\n")[0]
+                                                and RawUpstream._complete(out)):
+                break
+        return out
+    finally:
+        s.close()
+
+
+def head_of(raw):
+    """The request or response head of `raw` as {lower-case name: [values]}."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    out = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        out.setdefault(k.strip().lower(), []).append(v.strip())
+    return head[0], out
+
+
+class ForwardedHeadHygiene(unittest.TestCase):
+    """What a consumer can make the upstream see, checked on the bytes the upstream received
+    (OpenSSH as the agent: one upstream connection per request)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ferry-hostile-")
+        cls.up = RawUpstream()
+        cls.relay = Relay(FERRYD, "--user-rate-limit", "0")
+        cls.trusting = Relay(FERRYD, "--user-rate-limit", "0", "--trusted-proxies", "127.0.0.0/8")
+        tok = write_token(cls.tmp, agent_token("hy"))
+        cls.agents = [SshAgent(r.port, tok, [("hy", cls.up.port)]) for r in (cls.relay, cls.trusting)]
+        for r in (cls.relay, cls.trusting):
+            r.log.wait_for(['"tunnel up"', '"hy"'], timeout=30)
+        cls.auth = "Authorization: Bearer " + mint("hy")
+
+    @classmethod
+    def tearDownClass(cls):
+        for a in cls.agents:
+            a.stop()
+        for r in (cls.relay, cls.trusting):
+            rc = r.stop()
+            r.cleanup()
+            assert rc == 0, "\n".join(r.log.lines[-30:])
+        cls.up.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def send(self, target, extra="", body=b"", relay=None, version="HTTP/1.1", host="relay"):
+        hosts = f"Host: {host}\r\n" if host is not None else ""
+        raw = (f"GET {target} {version}\r\n{hosts}{self.auth}\r\n{extra}\r\n").encode() + body
+        return one_request((relay or self.relay).port, raw)
+
+    def test_client_address_fields_replaced_unless_trusted(self):
+        spoof = "X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n"
+        self.send("/t/hy/xff-1", spoof)
+        _, h = head_of(self.up.wait_request(b"/xff-1"))
+        self.assertEqual(h.get("x-forwarded-for"), ["127.0.0.1"])
+        self.assertEqual(h.get("x-real-ip"), ["127.0.0.1"])
+        self.assertNotIn("forwarded", h)
+        self.send("/t/hy/xff-2", spoof, relay=self.trusting)
+        _, h = head_of(self.up.wait_request(b"/xff-2"))
+        self.assertEqual(h.get("x-forwarded-for"), ["6.6.6.6, 127.0.0.1"])
+        self.assertEqual(h.get("x-real-ip"), ["6.6.6.6"])
+        self.assertEqual(h.get("forwarded"), ["for=6.6.6.6"])
+
+    def test_invalid_host_is_400(self):
+        for i, host in enumerate(["a b", "evil.example/x", "a@b", "[::1", "x:y:z"]):
+            r = self.send(f"/t/hy/badhost-{i}", host=host)
+            self.assertTrue(r.startswith(b"HTTP/1.1 400 "), (host, r[:200]))
+        time.sleep(0.2)
+        self.assertEqual(self.up.seen(b"/badhost-"), [])
+
+    def test_trailers_never_forwarded(self):
+        body = (b"2\r\nhi\r\n0\r\nAuthorization: Bearer leaked\r\nConnection: close\r\nX-Trailer: 1\r\n\r\n")
+        r = self.send("/t/hy/trailer-in", "Transfer-Encoding: chunked\r\n", body)
+        self.assertTrue(r.startswith(b"HTTP/1.1 200 "), r[:200])
+        got = self.up.wait_request(b"/trailer-in")
+        self.assertTrue(got.endswith(b"\r\n\r\n2\r\nhi\r\n0\r\n\r\n"), got)
+        self.assertNotIn(b"leaked", got)
+        # ... and none from the upstream to the consumer either.
+        r = self.send("/t/hy/trailers-out")
+        self.assertTrue(r.startswith(b"HTTP/1.1 200 "), r[:200])
+        self.assertTrue(r.endswith(b"\r\n\r\n2\r\nok\r\n0\r\n\r\n"), r)
+        self.assertNotIn(b"stolen", r)
+        self.assertNotIn(b"X-Checksum: 1", r)
+
+    def test_leading_separators_collapse(self):
+        for target, want in (("/t/hy/\\evil/x-sep1", b"GET /evil/x-sep1 "),
+                             ("/t/hy/%2F%2Fevil-sep2", b"GET /evil-sep2 "),
+                             ("/t/hy/%5C%2fevil-sep3", b"GET /evil-sep3 ")):
+            r = self.send(target)
+            self.assertTrue(r.startswith(b"HTTP/1.1 200 "), (target, r[:200]))
+            got = self.up.wait_request(want.split(b" ")[1])
+            self.assertTrue(got.startswith(want), (target, got[:80]))
+
+    def test_chunk_lines_as_strict_as_llhttp(self):
+        cases = {
+            "space-before-ext": ("Transfer-Encoding: chunked\r\n", b"2 ;x\r\nhi\r\n0\r\n\r\n"),
+            "obs-text-ext": ("Transfer-Encoding: chunked\r\n", b"2;x=\xe9\r\nhi\r\n0\r\n\r\n"),
+            "cl-in-trailer": ("Transfer-Encoding: chunked\r\n", b"2\r\nhi\r\n0\r\nContent-Length: 9\r\n\r\n"),
+            "te-trailing-comma": ("Transfer-Encoding: chunked,\r\n", b"2\r\nhi\r\n0\r\n\r\n"),
+        }
+        for name, (hdr, body) in cases.items():
+            with self.subTest(name):
+                r = self.send(f"/t/hy/strict-{name}", hdr, body)
+                # Refused by the relay: a 400 before anything went up, or (a framing error found
+                # after the head went up) the exchange cut without a clean end.
+                self.assertFalse(r.startswith(b"HTTP/1.1 200 ") and r.endswith(b"ok"), (name, r[:200]))
+                got = self.up.seen(f"/strict-{name}".encode())
+                for g in got:
+                    self.assertNotIn(body, g, name)
+
+    def test_trace_context(self):
+        tp1 = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        self.send("/t/hy/trace-1", f"traceparent: {tp1}\r\ntracestate: congo=t61rcWkgMzE\r\n")
+        _, h = head_of(self.up.wait_request(b"/trace-1"))
+        self.assertEqual(len(h["traceparent"]), 1)
+        self.assertTrue(h["traceparent"][0].startswith("00-"))
+        self.assertNotIn("4bf92f3577b34da6a3ce929d0e0e4736", h["traceparent"][0])  # restarted
+        self.assertNotIn("tracestate", h)
+        tp0 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        self.send("/t/hy/trace-2", f"traceparent: {tp0}\r\ntracestate: Bad=Key\r\n")
+        _, h = head_of(self.up.wait_request(b"/trace-2"))
+        self.assertIn("4bf92f3577b34da6a3ce929d0e0e4736", h["traceparent"][0])  # continued
+        self.assertNotIn("tracestate", h)  # but an invalid tracestate is not
+        self.send("/t/hy/trace-3", f"traceparent: {tp0}\r\ntracestate: congo=t61rcWkgMzE\r\n")
+        _, h = head_of(self.up.wait_request(b"/trace-3"))
+        self.assertEqual(h.get("tracestate"), ["congo=t61rcWkgMzE"])
+
+    def test_http10_absolute_form_keeps_its_authority(self):
+        r = self.send("http://shop.example:8080/t/hy/abs-1", version="HTTP/1.0", host=None)
+        self.assertTrue(r.startswith(b"HTTP/1.1 200 "), r[:200])
+        start, h = head_of(self.up.wait_request(b"/abs-1"))
+        self.assertEqual(start, "GET /abs-1 HTTP/1.1")
+        self.assertEqual(h.get("host"), ["shop.example:8080"])
 
 
 if __name__ == "__main__":
