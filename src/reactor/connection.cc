@@ -275,6 +275,10 @@ void connection::service() noexcept {
                 above_high_ = false;
                 on_output_low();
             }
+            if (want_drained_ && output_pending() == 0 && st_ == state::open && !handover_) {
+                want_drained_ = false;
+                on_output_drained();
+            }
         }
     }
     if (st_ == state::closed) return;

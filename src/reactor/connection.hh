@@ -59,6 +59,9 @@ public:
     // pause_reading() the connection that feeds this one, resume on low.
     virtual void on_output_high() {}
     virtual void on_output_low() {}
+    // After notify_output_drained(): nothing is queued any more (every byte queued before was
+    // handed to the kernel). Once per call of notify_output_drained().
+    virtual void on_output_drained() {}
     // Last event. `why.code`: errc::ok after a local close(); errc::closed when the peer closed
     // or the reactor is stopping; errc::io (why.sys = errno) on a socket error or failed
     // connect. The fd is already closed.
@@ -93,6 +96,12 @@ public:
     status hand_over(unsigned target, buffer_chain&& already_read, adopt_fn make);
     // Output above this many queued bytes raises on_output_high (default: shard config).
     void set_output_watermark(std::size_t high) noexcept { high_watermark_ = high; }
+    // Asks for one on_output_drained() as soon as no output is queued (from the loop, even if
+    // nothing is queued now). Used to wait for a peer to read what it was sent.
+    void notify_output_drained() noexcept {
+        want_drained_ = true;
+        wake();
+    }
     // Puts a byte transform (TLS) between the socket and this handler (see transform.hh):
     // on_data then receives decoded bytes and send()/output() take bytes to encode. Only
     // before the connection is attached (in the constructor or the factory). On a hand-over
@@ -164,6 +173,7 @@ private:
     bool eof_seen_ = false;
     bool eof_delivered_ = false;
     bool above_high_ = false;
+    bool want_drained_ = false;    // notify_output_drained() is pending
     bool shut_wr_wanted_ = false;
     bool shut_wr_done_ = false;
     bool waiting_buffers_ = false;

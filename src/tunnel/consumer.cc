@@ -68,7 +68,7 @@ consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops)
       timer_(s, [this] { on_timer(); }),
       recheck_(s, [this] { settle(); }),
       again_(s, [this] {
-          if (ph_ == phase::head) step();
+          if (ph_ == phase::head && !waiting_reader_) step();
       }),
       parser_(head_limits(r.options())),
       req_body_(head_limits(r.options())),
@@ -129,6 +129,15 @@ void consumer_conn::on_output_high() { above_high_ = true; }
 void consumer_conn::on_output_low() {
     above_high_ = false;
     repay();
+}
+
+void consumer_conn::on_output_drained() {
+    // The consumer read every answer it had been sent: go on with its pipelined requests.
+    if (!waiting_reader_) return;
+    waiting_reader_ = false;
+    unread_answers_ = 0;
+    update_reading();
+    if (ph_ == phase::head) step();
 }
 
 void consumer_conn::on_close(const error&) {
@@ -237,7 +246,10 @@ void consumer_conn::dispatch() {
             return fail(ingress::kind_for_token_error(c.err().code),
                         jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
         }
-        if (c) claims = *c;
+        if (c) {
+            claims = *c;
+            authenticated_ = true;
+        }
     } else if (!is_public) {
         return fail(ingress::error_kind::token_missing, "missing bearer token");
     }
@@ -423,8 +435,13 @@ void consumer_conn::update_reading() {
     // it has its answer, so pausing there cost a cancel and a re-armed receive per request,
     // and a consumer that goes away is noticed at once (its channel is closed).
     bool want;
-    if (ph_ == phase::head) {
-        want = true;
+    if (waiting_reader_) {
+        want = false;  // answers pile up unread: wait for the consumer (on_output_drained)
+    } else if (ph_ == phase::head) {
+        // Room for one whole head; pipelined requests beyond it wait in the socket until the
+        // ones read are answered (reading faster than answering would buffer without bound,
+        // and each pipelined head costs a copy of what follows it).
+        want = head_.size() + in_.size() <= r_.options().head_limits.max_head_bytes;
     } else if (ph_ == phase::streaming && !req_body_done_) {
         want = up_.empty() && !ssh_pause_;
     } else {
@@ -574,7 +591,7 @@ void consumer_conn::finish_exchange() {
     reset_request();
     if (!again) return drain();
     ph_ = phase::head;
-    timer_.arm_after(r_.options().idle_timeout);
+    timer_.arm_after(idle_limit());
     // Pipelined bytes already here start the next head.
     if (!in_.empty()) {
         move_into_head();
@@ -634,7 +651,13 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
     // only be true after a head was parsed (a malformed head or a head timeout clears
     // consumer_keep_alive_), so parser_.head() is this request's.
     const bool body_left = !req_body_done_ && parser_.head().body.kind != http1::body_kind::none;
+    // A connection that has never presented a valid token is closed after a refusal that is
+    // its own fault (4xx): refusing costs the relay little, but a client that only collects
+    // refusals (no token, a bad one, an unknown tunnel) gets one per connection, not a stream
+    // of them, and does not keep a socket for free.
+    const bool client_fault = ingress::info(k).status < 500;
     const bool keep = consumer_keep_alive_ && !body_left && !eof_ &&
+                      !(client_fault && !authenticated_) &&
                       k != ingress::error_kind::bad_request &&
                       k != ingress::error_kind::headers_too_large &&
                       k != ingress::error_kind::payload_too_large;
@@ -652,7 +675,7 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
     // The request had no body (or it was all read): the next head may follow.
     reset_request();
     ph_ = phase::head;
-    timer_.arm_after(r_.options().idle_timeout);
+    timer_.arm_after(idle_limit());
     if (!in_.empty()) {
         move_into_head();
         update_reading();
@@ -662,6 +685,18 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
 }
 
 void consumer_conn::next_pipelined() {
+    // Every answer waits in our output until the consumer reads it. A client that pipelines
+    // requests and never reads would otherwise make the relay answer, and hold the answers, for
+    // as long as it keeps sending (relay-made answers cost no window, unlike responses from an
+    // agent): after max_pipelined_requests unread ones, reading stops until the output is empty.
+    if (output_pending() == 0) {
+        unread_answers_ = 0;
+    } else if (++unread_answers_ >= r_.options().max_pipelined_requests) {
+        waiting_reader_ = true;
+        update_reading();
+        notify_output_drained();
+        return;
+    }
     // Pipelined requests answered without a channel (errors) would otherwise recurse
     // fail() -> step() once per request: after a few in a row, go on from the loop.
     if (++pipelined_ <= 8) return step();
@@ -686,6 +721,12 @@ void consumer_conn::abort_now() {
     ph_ = phase::draining;
     timer_.cancel();
     close(reactor::close_mode::abort);
+}
+
+std::chrono::milliseconds consumer_conn::idle_limit() const {
+    // A connection that never presented a valid token is a cheap way to hold a socket: it gets
+    // the short limit (anonymous consumers of a public tunnel too).
+    return authenticated_ ? r_.options().idle_timeout : r_.options().unauthenticated_idle_timeout;
 }
 
 void consumer_conn::on_timer() {

@@ -212,9 +212,11 @@ private:
     void on_read_eof() override;
     void on_output_high() override;
     void on_output_low() override;
+    void on_output_drained() override;
     void on_close(const error& why) override;
 
     void on_timer();
+    std::chrono::milliseconds idle_limit() const;  // between requests (idle_timeout or the short one)
     void step();                // parse a head from head_ and act on it
     void dispatch();            // a parsed head: agent upgrade, hand-over, queue or exchange
     void wait_for_tunnel();
@@ -244,12 +246,18 @@ private:
     reactor::timer recheck_;           // settle() again after the loop raised output events
     reactor::timer again_;             // the next pipelined head, from the loop
     unsigned pipelined_ = 0;           // pipelined heads handled in a row without the loop
+    // Answers queued while earlier ones were still unsent: a client that pipelines requests and
+    // never reads gets at most max_pipelined_requests of them; then the relay stops reading it
+    // until its output is empty (waiting_reader_).
+    unsigned unread_answers_ = 0;
+    bool waiting_reader_ = false;
     std::string head_;                 // the request head as it accumulates (contiguous)
     http1::request_parser parser_;
     buffer_chain in_;                  // received after the parsed head (body, next requests)
     std::string client_ip_;
     std::uint32_t client_port_ = 0;
     bool trusted_proxy_ = false;       // the peer is in relay_options::trusted_proxies
+    bool authenticated_ = false;       // a valid token was presented on this connection
     bool eof_ = false;                 // the consumer shut its write side
     bool paused_ = false;              // our pause_reading() is in force
     // The request in progress.

@@ -5,6 +5,7 @@ works, while an honest consumer keeps being served.
 
   CrossConsumerCapture  a consumer's request body left unread by the upstream must never reach
                         the next consumer's request (the agent's upstream keep-alive pool)
+  PipeliningFlood       back-to-back requests that are never read: memory and service bounded
   ShardHandOver         one keep-alive connection alternating between tunnels on two shards
   SilentAgents          upgraded agent connections that never speak SSH lose their slots
   AgentTokenScope       a consumer token (a ferry_tunnels grant) cannot register tunnels
@@ -199,6 +200,130 @@ class CrossConsumerCapture(unittest.TestCase):
         self.assertEqual(captured, [], "the owner's request bytes reached the attacker's stored POST")
         print(f"\ncapture attempts {counts['attacks']}, owner requests served {counts['owner_ok']}, "
               f"wrong 0, captured 0", file=sys.stderr)
+
+
+# ---- 2. pipelining flood ----------------------------------------------------------------------------
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class PipeliningFlood(unittest.TestCase):
+    """Connections that send back-to-back requests the relay answers itself and never read the
+    answers grew ferryd from 39 to 126 MiB in 25 s (267 MiB with 8 of them) and starved real
+    requests. Now relay-made answers wait for the reader like any response (at most
+    max_pipelined_requests unread per connection, then the relay stops reading), and a
+    connection that never presented a valid token is closed after its first refusal."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ferry-hostile-")
+        self.up = Upstream()
+        self.relay = Relay(FERRYD, "--user-rate-limit", "0")
+        self.agent = FerryAgent(FERRY, self.relay.port, write_token(self.tmp, agent_token("pat")),
+                                [("pat", self.up.port)], self.tmp)
+        self.relay.log.wait_for(['"tunnel up"', '"pat"'], timeout=20)
+        self.hdr = {"Authorization": "Bearer " + mint("pat")}
+
+    def tearDown(self):
+        self.agent.stop()
+        stop_clean(self, self.relay)
+        self.up.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def good_latency(self):
+        t0 = time.time()
+        c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=10)
+        try:
+            c.request("GET", "/t/pat/hello", headers=self.hdr)
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b"hello from upstream\n"))
+        finally:
+            c.close()
+        return time.time() - t0
+
+    def flood(self, request, seconds, conns):
+        """`conns` connections writing `request` back to back for `seconds`, never reading;
+        returns the bytes each managed to write and whether the relay closed it."""
+        stop_at = time.time() + seconds
+        out = [None] * conns
+        burst = request * 200
+
+        def one(i):
+            s = socket.create_connection(("127.0.0.1", self.relay.port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+            s.settimeout(0.5)
+            sent, closed = 0, False
+            try:
+                while time.time() < stop_at:
+                    try:
+                        sent += s.send(burst)
+                    except socket.timeout:
+                        continue  # the relay stopped reading: our send buffer is full
+                    except OSError:
+                        closed = True
+                        break
+            finally:
+                s.close()
+            out[i] = (sent, closed)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(conns)]
+        for t in threads:
+            t.start()
+        return threads, out
+
+    def test_flood_with_a_valid_token_is_bounded(self):
+        """Authenticated refusals (404 for an unknown tunnel) keep the connection, so the bound
+        is the unread-answers cap: RSS grows less than 32 MiB over 10 s with 8 connections, and
+        a real request is served promptly during the flood."""
+        req = (b"GET /t/nosuchtunnel/x HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer " +
+               mint("pat").encode() + b"\r\n\r\n")
+        base = self.good_latency()
+        before = rss_kib(self.relay.proc.pid)
+        threads, out = self.flood(req, 10, 8)
+        time.sleep(3)
+        during = [self.good_latency() for _ in range(5)]
+        for t in threads:
+            t.join(30)
+        after = rss_kib(self.relay.proc.pid)
+        grew = (after - before) / 1024
+        sent_mib = sum(o[0] for o in out) / 2 ** 20
+        print(f"\nflood with token: 8 conns wrote {sent_mib:.1f} MiB, relay RSS {before // 1024} -> "
+              f"{after // 1024} MiB, good request {base * 1000:.1f} ms before, max {max(during) * 1000:.1f} ms during",
+              file=sys.stderr)
+        self.assertLess(grew, 32, f"relay grew {grew:.1f} MiB")
+        # The relay stopped reading each flooder: a few MiB at most were taken in 10 s each.
+        for sent, _ in out:
+            self.assertLess(sent, 16 * 2 ** 20)
+        self.assertLess(max(during), 2.0, during)
+
+    def test_tokenless_flood_is_closed_after_one_answer(self):
+        req = b"GET /t/pat/x HTTP/1.1\r\nHost: r\r\n\r\n"
+        before = rss_kib(self.relay.proc.pid)
+        threads, out = self.flood(req, 10, 1)
+        for t in threads:
+            t.join(30)
+        after = rss_kib(self.relay.proc.pid)
+        self.assertTrue(out[0][1], "the relay kept a token-less flooder's connection open")
+        self.assertLess((after - before) / 1024, 32)
+        # One refusal per connection: a single 401 was answered on it.
+        s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+        try:
+            s.sendall(req * 5)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        self.assertEqual(data.count(b"HTTP/1.1 401 "), 1, data[:300])
+        self.assertIn(b"Connection: close", data)
+        self.good_latency()
 
 
 # ---- 6. a keep-alive connection across shards ---------------------------------------------------
