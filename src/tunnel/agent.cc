@@ -276,6 +276,7 @@ private:
     void on_session_event(const ssh::session_event& ev, const slice* in);
     void on_channel_event(const ssh::conn_event& ev, const slice* in);
     void on_open_request(const ssh::conn_event& ev);
+    void send_forwards();
     void on_ssh_error(const error& e);
     const agent_tunnel* find_tunnel(std::string_view name) const {
         for (const agent_tunnel& t : opt_.tunnels)
@@ -307,7 +308,9 @@ private:
     buffer_chain sshout_;
     buffer_chain sink_;
     std::unordered_map<std::uint32_t, ref_ptr<agent_target>> chans_;
-    std::deque<std::string> pending_forwards_;
+    std::deque<std::string> pending_forwards_;   // sent, awaiting the relay's reply (in order)
+    std::size_t next_forward_ = 0;               // the next of opt_.tunnels to ask for
+    static constexpr std::size_t kForwardWindow = 32;
     std::vector<std::string> forwards_ok_;
     unsigned pending_cancels_ = 0;
     unsigned keepalives_out_ = 0;
@@ -812,12 +815,7 @@ void agent_link::on_session_event(const ssh::session_event& ev, const slice* in)
             begin_drain(false);
             break;
         }
-        for (const agent_tunnel& t : opt_.tunnels) {
-            if (auto st = sess_->conn().request_tcpip_forward(t.name, opt_.forward_port, sshout_); !st) {
-                return on_ssh_error(st.err());
-            }
-            pending_forwards_.push_back(t.name);
-        }
+        send_forwards();
         keepalive_timer_.arm_after(opt_.timings.keepalive_interval);
         break;
     }
@@ -851,11 +849,15 @@ void agent_link::on_channel_event(const ssh::conn_event& ev, const slice* in) {
             if (ev.ok) {
                 FERRY_LOG(info, "forward ok", {"tunnel", name});
                 forwards_ok_.push_back(name);
-                if (agent_) ++agent_->stats_.forwards_ok;
+                if (agent_) {
+                    if (forwards_ok_.size() == 1) agent_->link_serving();
+                    ++agent_->stats_.forwards_ok;
+                }
             } else {
                 FERRY_LOG(warn, "forward refused by the relay", {"tunnel", name});
                 if (agent_) ++agent_->stats_.forwards_refused;
             }
+            send_forwards();
         }
         break;
     case conn_event_type::open_request: on_open_request(ev); break;
@@ -929,6 +931,21 @@ void agent_link::on_open_request(const ssh::conn_event& ev) {
     FERRY_LOG(debug, "channel opening", {"tunnel", tun->name}, {"target", tun->target_text},
               {"origin", printable(o.origin_host, 64)}, {"origin_port", o.origin_port});
     chans_[ev.id] = ref_ptr<agent_target>(static_cast<agent_target*>(*c));
+}
+
+void agent_link::send_forwards() {
+    // One tcpip-forward per tunnel, at most kForwardWindow awaiting their replies (the session
+    // bounds our outstanding global requests; keepalives need room too): the rest go out as
+    // replies come back, so an agent with many tunnels registers them all.
+    while (!ending_ && !draining_ && sess_ && next_forward_ < opt_.tunnels.size() &&
+           pending_forwards_.size() < kForwardWindow) {
+        const agent_tunnel& t = opt_.tunnels[next_forward_];
+        if (auto st = sess_->conn().request_tcpip_forward(t.name, opt_.forward_port, sshout_); !st) {
+            return on_ssh_error(st.err());
+        }
+        pending_forwards_.push_back(t.name);
+        ++next_forward_;
+    }
 }
 
 void agent_link::target_connected(agent_target* t) {
@@ -1235,6 +1252,12 @@ void agent::attempt() {
 void agent::link_up() {
     state_ = stopping_ ? agent_state::draining : agent_state::up;
     ++stats_.sessions;
+}
+
+void agent::link_serving() {
+    // A link counts as a success once the relay registered a tunnel on it, not when SSH is up:
+    // a relay (or a path) that lets SSH through and then drops the link at once must not turn
+    // "the first retry is immediate" into a reconnect loop without delay.
     failures_ = 0;
     backoff_.reset();
 }

@@ -17,6 +17,9 @@
 // SSH peer (consumed()) only once that socket's output is back under its watermark. EOF maps
 // to shutdown(SHUT_WR) and back; a channel closes when both directions ended.
 //
+// An attempt succeeds when the relay registers one of the tunnels (not merely when SSH is up):
+// only then is the schedule reset, so a link dropped right after its handshake backs off.
+//
 // Liveness: WebSocket ping every ws_ping_interval, the link is declared dead ws_pong_timeout
 // after the last pong; SSH keepalive@openssh.com every keepalive_interval, dead when more than
 // keepalive_max_outstanding are unanswered. Any end of a link (refusal, error, dead peer) is
@@ -183,7 +186,8 @@ private:
     // Called by the link (its last event); `retry_after_s` from a refusal, `cap` for 401/403.
     void link_down(agent_link* l, const std::string& reason, bool fatal, bool at_cap,
                    std::uint32_t retry_after_s);
-    void link_up();
+    void link_up();       // SSH authenticated on the link
+    void link_serving();  // the relay registered a tunnel on it: the attempt succeeded
     void finish(int code);
     ssh::millis now_ms() const noexcept;
 

@@ -471,9 +471,15 @@ bool agent_session::tcpip_forward(std::string_view address, std::uint32_t port, 
     if (res.status != registry::claim_status::ok) {
         const char* why = res.status == registry::claim_status::invalid     ? "invalid name"
                           : res.status == registry::claim_status::duplicate ? "already forwarded"
-                                                                            : "owned by another user";
-        FERRY_LOG(warn, "tunnel refused", {"tunnel", printable(name)}, {"sub", printable(sub_)},
-                  {"session", id_}, {"reason", why});
+                          : res.status == registry::claim_status::limit
+                              ? "this user holds max_names_per_user names (online or leased)"
+                              : "owned by another user";
+        // An agent can ask again and again: the log says so in bounded lines.
+        std::uint64_t held = 0;
+        if (st_.refused_forward_log.pass(st_.log_clock(owner()), held)) {
+            FERRY_LOG(warn, "tunnel refused", {"tunnel", printable(name)}, {"sub", printable(sub_)},
+                      {"session", id_}, {"reason", why}, {"suppressed", held});
+        }
         return false;
     }
     bound = port != 0 ? port : 80;
@@ -532,6 +538,7 @@ void agent_session::release_names(bool clean) {
         if (auto l = st_.local.find(f.name); l != st_.local.end() && l->second == this) st_.local.erase(l);
         name_state s = r_.names().release(f.name, id_, clean, r_.options().lease, owner().now());
         if (s.version) publish(owner(), r_, f.name, s);
+        if (s.state == name_state::kind::leased) st_.lease_until(owner(), s.until);
         FERRY_LOG(info, "tunnel down", {"tunnel", f.name}, {"session", id_},
                   {"why", clean ? "released" : "leased to its owner"});
     }

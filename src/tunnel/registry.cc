@@ -23,7 +23,12 @@ registry::claim_result registry::claim(std::string_view name, std::string_view o
     }
     std::lock_guard lk(mu_);
     auto it = names_.find(std::string(name));
-    if (it != names_.end() && !expired(it->second, now) && it->second.state != name_state::kind::free) {
+    if (it != names_.end() && expired(it->second, now)) {
+        // A lease that ended but was not swept yet: the name is free.
+        erase_entry(it);
+        it = names_.end();
+    }
+    if (it != names_.end()) {
         name_state& cur = it->second;
         if (cur.owner != owner) {
             r.status = claim_status::taken;
@@ -39,6 +44,15 @@ registry::claim_result registry::claim(std::string_view name, std::string_view o
             r.replaced = cur.session;
             r.replaced_shard = cur.shard;
         }
+    } else {
+        // A name new to this owner counts against its cap (taking back its own leased or
+        // stale names does not).
+        unsigned& n = owned_[std::string(owner)];
+        if (max_names_ != 0 && n >= max_names_) {
+            r.status = claim_status::limit;
+            return r;
+        }
+        ++n;
     }
     name_state& s = names_[std::string(name)];
     s.state = name_state::kind::online;
@@ -66,11 +80,12 @@ name_state registry::release(std::string_view name, std::uint64_t session, bool 
     if (clean || lease <= steady::duration::zero()) {
         s.state = name_state::kind::free;
         name_state out = s;
-        names_.erase(it);
+        erase_entry(it);
         return out;
     }
     s.state = name_state::kind::leased;
     s.until = now + lease;
+    leases_.emplace(s.until, it->first);
     return s;
 }
 
@@ -84,6 +99,44 @@ name_state registry::get(std::string_view name, steady::time_point now) const {
         return s;
     }
     return it->second;
+}
+
+void registry::erase_entry(std::unordered_map<std::string, name_state>::iterator it) {
+    auto o = owned_.find(it->second.owner);
+    if (o != owned_.end() && --o->second == 0) owned_.erase(o);
+    names_.erase(it);
+}
+
+std::vector<registry::expired_name> registry::expire(steady::time_point now, steady::time_point* next) {
+    std::vector<expired_name> out;
+    std::lock_guard lk(mu_);
+    while (!leases_.empty() && leases_.begin()->first <= now) {
+        auto l = leases_.begin();
+        auto it = names_.find(l->second);
+        // Still the lease this record is for (not taken back, not leased again later)?
+        if (it != names_.end() && it->second.state == name_state::kind::leased && it->second.until == l->first) {
+            name_state s = it->second;
+            s.state = name_state::kind::free;
+            s.until = {};
+            s.version = ++version_;
+            out.push_back({it->first, std::move(s)});
+            erase_entry(it);
+        }
+        leases_.erase(l);
+    }
+    if (next) *next = leases_.empty() ? steady::time_point{} : leases_.begin()->first;
+    return out;
+}
+
+unsigned registry::names(std::string_view owner) const {
+    std::lock_guard lk(mu_);
+    auto it = owned_.find(std::string(owner));
+    return it == owned_.end() ? 0 : it->second;
+}
+
+std::size_t registry::size() const {
+    std::lock_guard lk(mu_);
+    return names_.size();
 }
 
 bool registry::add_agent(std::string_view owner, unsigned max) {

@@ -10,15 +10,23 @@
 //
 // States of a name: free (absent) -> online (a live session holds it) -> leased (its session
 // dropped uncleanly: only the same owner may take it until `until`) -> free again. A clean
-// release (cancel-tcpip-forward, or the agent's DISCONNECT) frees it at once.
+// release (cancel-tcpip-forward, or the agent's DISCONNECT) frees it at once; a lease that ends
+// is removed by expire() (the relay calls it from a timer at the lease's end and publishes the
+// result), so leased names never pile up.
+//
+// Each owner holds at most `max_names_per_user` names, online and leased together: dropping
+// the connection and registering again cannot collect names, because the dropped ones stay
+// counted until their lease ends (issue 11: 44,800 names in 62 s before that rule).
 //
 // Thread: any (internally locked); calls are short and never block on I/O.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace ferry::tunnel {
 
@@ -37,11 +45,15 @@ struct name_state {
 
 class registry {
 public:
+    // 0: no cap on names per owner.
+    explicit registry(unsigned max_names_per_user = 0) noexcept : max_names_(max_names_per_user) {}
+
     enum class claim_status : std::uint8_t {
         ok,          // the name is now online for this session
         taken,       // online or leased for another user
         invalid,     // not a valid tunnel name
         duplicate,   // this session already holds it
+        limit,       // the owner already holds max_names_per_user names (online or leased)
     };
     struct claim_result {
         claim_status status = claim_status::taken;
@@ -60,6 +72,17 @@ public:
                        steady::duration lease, steady::time_point now);
     // The current state (expired leases read as free).
     name_state get(std::string_view name, steady::time_point now) const;
+    // Removes every lease that has ended by `now` and returns the free states (new versions)
+    // to publish, with the names. The earliest lease still running, if any, in `next`.
+    struct expired_name {
+        std::string name;
+        name_state state;
+    };
+    std::vector<expired_name> expire(steady::time_point now, steady::time_point* next = nullptr);
+    // Names `owner` holds, online or leased (a lease that ended counts until it is removed).
+    unsigned names(std::string_view owner) const;
+    // Entries kept (online and leased, expired leases included until expire()).
+    std::size_t size() const;
 
     // Per-user agent connections (SPEC R4: at most `max` each).
     bool add_agent(std::string_view owner, unsigned max);
@@ -69,8 +92,15 @@ public:
     std::uint64_t next_session() noexcept;
 
 private:
+    // Drops the entry `it` and its owner's count (under mu_).
+    void erase_entry(std::unordered_map<std::string, name_state>::iterator it);
+
     mutable std::mutex mu_;
+    unsigned max_names_ = 0;
     std::unordered_map<std::string, name_state> names_;
+    std::unordered_map<std::string, unsigned> owned_;  // names per owner (entries in names_)
+    // Lease ends, earliest first (an entry whose name was taken back meanwhile is skipped).
+    std::multimap<steady::time_point, std::string> leases_;
     std::unordered_map<std::string, unsigned> agents_;
     std::uint64_t version_ = 0;
     std::uint64_t sessions_ = 0;

@@ -2,13 +2,15 @@
 
 #include <cstdio>
 
+#include "proto/base/log.hh"
 #include "proto/ssh/hostkey.hh"
 #include "tunnel/ingress.hh"
 #include "tunnel/relay_impl.hh"
 
 namespace ferry::tunnel {
 
-relay::relay(relay_options o) : opt_(std::move(o)), registry_(std::make_unique<registry>()) {}
+relay::relay(relay_options o)
+    : opt_(std::move(o)), registry_(std::make_unique<registry>(opt_.max_names_per_user)) {}
 
 relay::~relay() { ssh::wipe(mut_bytes(opt_.host_key_seed)); }
 
@@ -63,6 +65,28 @@ void shard_state::apply(const std::string& name, const name_state& s) {
     auto list = std::move(w->second);
     waiting.erase(w);
     for (auto& c : list) c->tunnel_changed();
+}
+
+void shard_state::lease_until(reactor::shard& sh, steady::time_point until) {
+    if (!lease_timer) lease_timer.emplace(sh, [this, &sh] { sweep_leases(sh); });
+    lease_ends.insert(until);
+    if (!lease_timer->armed() || until < lease_timer->deadline()) lease_timer->arm_at(until);
+}
+
+void shard_state::sweep_leases(reactor::shard& sh) {
+    const auto now = steady::now();
+    // Every lease that ended anywhere goes (another shard's timer may already have taken some:
+    // expire() hands each one out once); the registry's new versions reach every replica.
+    for (auto& e : r->names().expire(now)) {
+        FERRY_LOG(debug, "lease ended: name free", {"tunnel", e.name}, {"owner", printable(e.state.owner)});
+        publish(sh, *r, e.name, e.state);
+    }
+    lease_ends.erase(lease_ends.begin(), lease_ends.upper_bound(now));
+    if (!lease_ends.empty()) lease_timer->arm_at(*lease_ends.begin());
+}
+
+std::int64_t shard_state::log_clock(const reactor::shard& sh) const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(sh.now().time_since_epoch()).count();
 }
 
 void shard_state::random(std::span<std::byte> out) {

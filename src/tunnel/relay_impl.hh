@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "proto/base/log.hh"
 #include "proto/http1/body.hh"
 #include "proto/http1/parser.hh"
 #include "proto/jwt/verifier.hh"
@@ -45,10 +47,21 @@ struct shard_state {
     std::unordered_map<std::string, std::vector<reactor::ref_ptr<consumer_conn>>> waiting;
     // Per-user request rate (counted where a request is served).
     rate_limiter limiter;
+    // Lease ends of names released on this shard: the timer (made on the shard's thread at the
+    // first lease) removes them from the registry when they end and publishes it.
+    std::optional<reactor::timer> lease_timer;
+    std::multiset<steady::time_point> lease_ends;
+    // Lines a peer can repeat at will, rate-limited per shard (log::gate).
+    log::gate refused_forward_log{20, 1000};
+    log::gate refused_connection_log{20, 1000};
 
     // Applies a registry change to the replica; wakes waiting consumers when the name is
     // online (here or elsewhere) or gone.
     void apply(const std::string& name, const name_state& s);
+    // A name released on `sh` (this shard) is leased until `until`: sweep the registry then.
+    void lease_until(reactor::shard& sh, steady::time_point until);
+    void sweep_leases(reactor::shard& sh);
+    std::int64_t log_clock(const reactor::shard& sh) const;
     void random(std::span<std::byte> out);
     // A fresh 32-character request id into `id` (a connection's string, reused per request).
     void new_request_id(std::string& id);

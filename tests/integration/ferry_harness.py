@@ -85,6 +85,22 @@ class LogReader:
                                          "\n".join(self.lines[-40:]))
                 self.cv.wait(left)
 
+    def wait_count(self, text, n, timeout=15, start=0):
+        """Blocks until at least `n` lines at or after `start` contain `text` (all of them if a
+        list); returns the count, or raises."""
+        want = text if isinstance(text, (list, tuple)) else [text]
+        deadline = time.time() + timeout
+        with self.cv:
+            while True:
+                got = sum(1 for l in self.lines[start:] if all(w in l for w in want))
+                if got >= n:
+                    return got
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError(f"{got} of {n} log lines with {want} in {timeout}s; log:\n" +
+                                         "\n".join(self.lines[-20:]))
+                self.cv.wait(left)
+
     def close(self):
         """After the process exited: wait for the last lines, then close the pipe (a child that
         inherited it may keep it open: then it is left to the garbage collector)."""

@@ -104,7 +104,9 @@ class RelayWithAgent(unittest.TestCase):
         h = {k.lower(): v for k, v in json.loads(r.stdout).items()}
         self.assertNotIn("authorization", h)
         self.assertNotIn("cookie", h)
-        self.assertEqual(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1")
+        # Not from a trusted proxy: the consumer's X-Forwarded-For is replaced (issue 11).
+        self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
+        self.assertEqual(h["x-real-ip"], "127.0.0.1")
         self.assertEqual(h["x-forwarded-proto"], "http")
         self.assertEqual(len(h["x-request-id"]), 32)
         self.assertRegex(h["traceparent"], r"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")

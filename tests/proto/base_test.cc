@@ -4,6 +4,7 @@
 #include <string>
 
 #include "proto/base/buffer.hh"
+#include "proto/base/log.hh"
 #include "proto/base/result.hh"
 
 using namespace ferry;
@@ -156,4 +157,22 @@ TEST(Slice, PartOrCopySharesInsideAndCopiesOutside) {
     slice tail = slice::part_or_copy(&in, bytes(in.data() + 6, 2));
     EXPECT_EQ(tail.data(), in.data() + 6);
     EXPECT_NE(slice::part_or_copy(nullptr, in.view()).data(), in.data());
+}
+
+// log::gate: a burst per window, then the rest counted and reported with the next line.
+TEST(LogGate, BurstThenCountedThenReported) {
+    ferry::log::gate g(3, 1000);
+    std::uint64_t held = 99;
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_TRUE(g.pass(5000, held));
+        EXPECT_EQ(held, 0u);
+    }
+    for (int i = 0; i < 5000; ++i) EXPECT_FALSE(g.pass(5000 + i % 999, held));
+    EXPECT_EQ(g.held(), 5000u);
+    EXPECT_TRUE(g.pass(6000, held));  // the next window
+    EXPECT_EQ(held, 5000u);
+    EXPECT_TRUE(g.pass(6001, held));
+    EXPECT_EQ(held, 0u);
+    // A clock that goes back starts a new window rather than stalling.
+    EXPECT_TRUE(g.pass(10, held));
 }

@@ -124,5 +124,69 @@ TEST(Registry, ConcurrentClaimsGiveTheNameToExactlyOneUser) {
     EXPECT_EQ(won.load(), 1);
 }
 
+// Issue 11 item 4: registering, dropping the connection and registering again collected names
+// without bound (every drop leases them). The cap counts leased names, and ended leases go.
+TEST(Registry, NamesPerUserCountLeasedOnes) {
+    registry r(4);
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(r.claim("n" + std::to_string(i), "hoarder", 0, 1, t0).status, cs::ok);
+    EXPECT_EQ(r.claim("n4", "hoarder", 0, 1, t0).status, cs::limit);
+    EXPECT_EQ(r.names("hoarder"), 4u);
+    // The connection drops: the names are leased, still counted.
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(r.release("n" + std::to_string(i), 1, false, 60s, t0).state, kind::leased);
+    EXPECT_EQ(r.names("hoarder"), 4u);
+    EXPECT_EQ(r.claim("fresh", "hoarder", 0, 2, t0 + 1s).status, cs::limit);
+    // Taking its own leased names back is allowed (a reconnecting agent), and counts once.
+    EXPECT_EQ(r.claim("n0", "hoarder", 0, 2, t0 + 1s).status, cs::ok);
+    EXPECT_EQ(r.names("hoarder"), 4u);
+    // Other users are not affected.
+    EXPECT_EQ(r.claim("other", "bob", 1, 3, t0).status, cs::ok);
+    // A clean release frees the slot at once.
+    r.release("n0", 2, true, 60s, t0 + 2s);
+    EXPECT_EQ(r.names("hoarder"), 3u);
+    EXPECT_EQ(r.claim("fresh", "hoarder", 0, 2, t0 + 2s).status, cs::ok);
+}
+
+TEST(Registry, ExpireRemovesEndedLeasesOnce) {
+    registry r(8);
+    ASSERT_EQ(r.claim("a", "u", 0, 1, t0).status, cs::ok);
+    ASSERT_EQ(r.claim("b", "u", 0, 1, t0).status, cs::ok);
+    ASSERT_EQ(r.claim("c", "u", 0, 1, t0).status, cs::ok);
+    const auto va = r.release("a", 1, false, 10s, t0).version;
+    r.release("b", 1, false, 20s, t0);
+    steady::time_point next{};
+    EXPECT_TRUE(r.expire(t0 + 9s, &next).empty());
+    EXPECT_EQ(next, t0 + 10s);
+    auto gone = r.expire(t0 + 10s, &next);
+    ASSERT_EQ(gone.size(), 1u);
+    EXPECT_EQ(gone[0].name, "a");
+    EXPECT_EQ(gone[0].state.state, kind::free);
+    EXPECT_GT(gone[0].state.version, va);  // newer than the lease: replicas take it
+    EXPECT_EQ(next, t0 + 20s);
+    EXPECT_TRUE(r.expire(t0 + 10s).empty());  // handed out once
+    EXPECT_EQ(r.size(), 2u);                  // b (leased) and c (online)
+    EXPECT_EQ(r.names("u"), 2u);
+    // b is taken back by its owner before its lease ends: the old lease record is skipped.
+    ASSERT_EQ(r.claim("b", "u", 0, 2, t0 + 15s).status, cs::ok);
+    EXPECT_TRUE(r.expire(t0 + 30s).empty());
+    EXPECT_EQ(r.get("b", t0 + 30s).state, kind::online);
+    // Leased again later: only the newer lease's end counts.
+    r.release("b", 2, false, 20s, t0 + 40s);
+    EXPECT_TRUE(r.expire(t0 + 59s).empty());
+    ASSERT_EQ(r.expire(t0 + 60s).size(), 1u);
+    EXPECT_EQ(r.size(), 1u);
+    EXPECT_EQ(r.names("u"), 1u);
+}
+
+TEST(Registry, AnEndedLeaseIsFreeEvenBeforeItIsSwept) {
+    registry r(1);
+    ASSERT_EQ(r.claim("x", "alice", 0, 1, t0).status, cs::ok);
+    r.release("x", 1, false, 5s, t0);
+    // Not swept yet, but over: another user may claim it, and alice's count drops.
+    EXPECT_EQ(r.claim("x", "bob", 0, 2, t0 + 6s).status, cs::ok);
+    EXPECT_EQ(r.names("alice"), 0u);
+    EXPECT_EQ(r.claim("y", "alice", 0, 3, t0 + 6s).status, cs::ok);
+    EXPECT_TRUE(r.expire(t0 + 6s).empty());  // the stale record finds nothing to remove
+}
+
 }  // namespace
 }  // namespace ferry::tunnel

@@ -31,6 +31,39 @@ void set_level(level l) noexcept;
 bool parse_level(std::string_view s, level& out) noexcept;
 void write(level l, std::string_view msg, std::initializer_list<field> fields = {}) noexcept;
 
+// Bounds how often one kind of line is written, so that a peer repeating a refused action cannot
+// turn the log into its amplifier: at most `burst` lines per `window_ms`; the lines held back are
+// counted and the count goes with the next line that passes (a `suppressed` field). Time is the
+// caller's (a shard's clock) and the state is not shared: one gate per kind of line per thread.
+class gate {
+public:
+    constexpr gate(unsigned burst, std::int64_t window_ms) noexcept : burst_(burst), window_(window_ms) {}
+    // True when a line may be written at `now_ms`; `suppressed` = lines held back since the last
+    // one that passed.
+    bool pass(std::int64_t now_ms, std::uint64_t& suppressed) noexcept {
+        if (now_ms - start_ >= window_ || now_ms < start_) {
+            start_ = now_ms;
+            used_ = 0;
+        }
+        if (used_ >= burst_) {
+            ++held_;
+            return false;
+        }
+        ++used_;
+        suppressed = held_;
+        held_ = 0;
+        return true;
+    }
+    std::uint64_t held() const noexcept { return held_; }
+
+private:
+    unsigned burst_;
+    std::int64_t window_;
+    std::int64_t start_ = INT64_MIN / 2;
+    unsigned used_ = 0;
+    std::uint64_t held_ = 0;
+};
+
 }  // namespace ferry::log
 
 #define FERRY_LOG(lvl, msg, ...)                                                   \
