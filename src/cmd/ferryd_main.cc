@@ -1,6 +1,7 @@
 // ferryd: the relay. Flag parsing and wiring only (SPEC §5): settings from src/control, the data
 // plane from src/tunnel, the engine from src/reactor.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -114,6 +115,36 @@ int main(int argc, char** argv) {
 
     auto addr = reactor::address::parse(s.listen);
     if (!addr) return fatal("listen", "expected HOST:PORT, got " + s.listen);
+
+    // File descriptors: the soft limit up to the hard one (each connection is one), and the
+    // connection cap below it with room for the listeners, rings, logs and the admin side, so
+    // that a flood of connections is refused by ferryd rather than by accept()'s EMFILE.
+    {
+        rlimit rl{};
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            const rlim_t was = rl.rlim_cur;
+            if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+            }
+            const std::uint64_t nofile = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : std::uint64_t(rl.rlim_cur);
+            const std::uint64_t reserve = 64 + nofile / 16;
+            const std::uint64_t room = nofile > reserve + 16 ? nofile - reserve : 16;
+            std::uint64_t cap = s.max_connections;
+            if (cap == 0) {
+                cap = room;
+            } else if (cap > room) {
+                FERRY_LOG(warn, "max_connections is above what the open-file limit leaves room for",
+                          {"max_connections", cap}, {"nofile", nofile}, {"room", room});
+            }
+            ro.max_connections = cap;
+            FERRY_LOG(info, "open-file limit", {"nofile", nofile}, {"was", std::uint64_t(was)},
+                      {"hard", rl.rlim_max == RLIM_INFINITY ? std::uint64_t(0) : std::uint64_t(rl.rlim_max)},
+                      {"max_connections", cap}, {"max_connections_per_ip", std::uint64_t(s.max_connections_per_ip)});
+        } else {
+            ro.max_connections = s.max_connections;
+        }
+    }
 
     sigset_t stop_signals;
     sigemptyset(&stop_signals);

@@ -50,10 +50,11 @@ ssh::session_config agent_session::make_config(agent_session* self, relay& r, re
 }
 
 agent_session::agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id,
-                             std::int64_t expires)
+                             std::int64_t expires, conn_limits::slot slot)
     : ws_server_connection(s, ws_opts(r.options())),
       r_(r),
       st_(r.state(s.id())),
+      slot_(std::move(slot)),
       sub_(std::move(sub)),
       id_(id),
       sess_(make_config(this, r, s)),
@@ -570,6 +571,7 @@ void agent_session::end(std::string why, bool clean) {
 
 void agent_session::on_close(const error& why) {
     ws_server_connection::on_close(why);
+    slot_.release();
     if (!done_) end(why.code == errc::ok ? "closed" : std::string("connection: ") + why.detail, false);
 }
 

@@ -16,6 +16,7 @@
 
 #include "proto/base/log.hh"
 #include "proto/http1/writer.hh"
+#include "tunnel/conn_limits.hh"
 #include "tunnel/ingress.hh"
 #include "tunnel/relay_impl.hh"
 
@@ -61,9 +62,11 @@ http1::limits head_limits(const relay_options& o) {
 
 }  // namespace
 
-consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops)
+consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops, conn_limits::slot slot,
+                             bool authenticated)
     : r_(r),
       st_(r.state(s.id())),
+      slot_(std::move(slot)),
       hops_(hops),
       timer_(s, [this] { on_timer(); }),
       recheck_(s, [this] { settle(); }),
@@ -75,14 +78,56 @@ consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops)
       resp_parser_(http1::limits{}),
       resp_body_(http1::limits{.max_body = ~std::uint64_t(0)}) {
     set_output_watermark(kOutputWatermark);
+    authenticated_ = authenticated;
 }
 
-consumer_conn::~consumer_conn() = default;
+consumer_conn::~consumer_conn() { leave_unauthenticated(); }
+
+// ---- connection caps (conn_limits) and the unauthenticated list ---------------------------------
+
+void consumer_conn::join_unauthenticated() {
+    if (in_unauth_ || authenticated_) return;
+    in_unauth_ = true;
+    unauth_prev_ = st_.unauth_last;
+    unauth_next_ = nullptr;
+    if (st_.unauth_last) st_.unauth_last->unauth_next_ = this;
+    else st_.unauth_first = this;
+    st_.unauth_last = this;
+}
+
+void consumer_conn::leave_unauthenticated() {
+    if (!in_unauth_) return;
+    in_unauth_ = false;
+    if (unauth_prev_) unauth_prev_->unauth_next_ = unauth_next_;
+    else st_.unauth_first = unauth_next_;
+    if (unauth_next_) unauth_next_->unauth_prev_ = unauth_prev_;
+    else st_.unauth_last = unauth_prev_;
+    unauth_prev_ = unauth_next_ = nullptr;
+}
+
+void consumer_conn::authenticated() {
+    authenticated_ = true;
+    leave_unauthenticated();
+}
+
+bool consumer_conn::evictable() const noexcept {
+    return in_unauth_ && !authenticated_ && (ph_ == phase::head || ph_ == phase::draining);
+}
+
+void consumer_conn::evict() {
+    leave_unauthenticated();
+    ph_ = phase::draining;
+    timer_.cancel();
+    close(reactor::close_mode::abort);
+    slot_.release();  // the room is needed now, not when the socket is gone
+}
 
 // ---- socket events -----------------------------------------------------------------------
 
 void consumer_conn::on_open() {
+    reactor::address peer_addr;
     if (auto p = peer()) {
+        peer_addr = *p;
         std::string a = p->to_string();
         auto colon = a.rfind(':');
         if (colon != std::string::npos) a.resize(colon);
@@ -92,6 +137,33 @@ void consumer_conn::on_open() {
         for (const reactor::ip_prefix& t : r_.options().trusted_proxies)
             if (t.contains(*p)) trusted_proxy_ = true;
     }
+    if (!slot_.counted()) {  // just accepted (a connection handed over brings its count)
+        conn_limits& lim = r_.limits();
+        auto v = lim.admit(slot_, peer_addr);
+        // At the process's cap, the oldest connection here that never presented a valid
+        // token makes room (a slow or idle one: agents and token holders keep theirs).
+        if (v == conn_limits::verdict::over_total && st_.evict_unauthenticated()) {
+            v = lim.admit(slot_, peer_addr, true);
+            std::uint64_t held = 0;
+            if (st_.refused_connection_log.pass(st_.log_clock(owner()), held)) {
+                FERRY_LOG(warn, "at max_connections: closed the oldest unauthenticated connection to make room",
+                          {"max_connections", std::uint64_t(lim.max_total())}, {"suppressed", held});
+            }
+        }
+        if (v != conn_limits::verdict::ok) {
+            std::uint64_t held = 0;
+            if (st_.refused_connection_log.pass(st_.log_clock(owner()), held)) {
+                const bool ip = v == conn_limits::verdict::over_ip;
+                FERRY_LOG(warn, ip ? "connection refused: max_connections_per_ip" : "connection refused: max_connections",
+                          {"client", client_ip_}, {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())},
+                          {"suppressed", held});
+            }
+            ph_ = phase::draining;
+            close(reactor::close_mode::abort);
+            return;
+        }
+    }
+    join_unauthenticated();
     timer_.arm_after(r_.options().head_timeout);
 }
 
@@ -141,6 +213,8 @@ void consumer_conn::on_output_drained() {
 }
 
 void consumer_conn::on_close(const error&) {
+    leave_unauthenticated();
+    slot_.release();
     timer_.cancel();
     recheck_.cancel();
     again_.cancel();
@@ -214,13 +288,15 @@ void consumer_conn::dispatch() {
             return fail(ingress::error_kind::rate_limited, "too many agent connections for this user", 60);
         }
         const std::uint64_t id = r_.names().next_session();
+        authenticated();
         buffer_chain all;
         all.append_copy(head_);
         all.append(std::move(in_));
         relay* rp = &r_;
-        auto st = hand_over(owner().id(), std::move(all), [rp, sub, id, expires](reactor::shard& s) {
-            return std::make_unique<agent_session>(*rp, s, sub, id, expires);
-        });
+        auto st = hand_over(owner().id(), std::move(all),
+                            [rp, sub, id, expires, slot = std::move(slot_)](reactor::shard& s) mutable {
+                                return std::make_unique<agent_session>(*rp, s, sub, id, expires, std::move(slot));
+                            });
         if (!st) {
             r_.names().remove_agent(sub);
             close(reactor::close_mode::abort);
@@ -248,7 +324,7 @@ void consumer_conn::dispatch() {
         }
         if (c) {
             claims = *c;
-            authenticated_ = true;
+            authenticated();
         }
     } else if (!is_public) {
         return fail(ingress::error_kind::token_missing, "missing bearer token");
@@ -271,9 +347,12 @@ void consumer_conn::dispatch() {
         all.append(std::move(in_));
         relay* rp = &r_;
         const unsigned hops = hops_ + 1;
-        auto st = hand_over(ns.shard, std::move(all), [rp, hops](reactor::shard& s) {
-            return std::make_unique<consumer_conn>(*rp, s, hops);
-        });
+        const bool authed = authenticated_;
+        leave_unauthenticated();
+        auto st = hand_over(ns.shard, std::move(all),
+                            [rp, hops, authed, slot = std::move(slot_)](reactor::shard& s) mutable {
+                                return std::make_unique<consumer_conn>(*rp, s, hops, std::move(slot), authed);
+                            });
         if (!st) close(reactor::close_mode::abort);
         timer_.cancel();
         return;

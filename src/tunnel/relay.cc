@@ -4,13 +4,16 @@
 
 #include "proto/base/log.hh"
 #include "proto/ssh/hostkey.hh"
+#include "tunnel/conn_limits.hh"
 #include "tunnel/ingress.hh"
 #include "tunnel/relay_impl.hh"
 
 namespace ferry::tunnel {
 
 relay::relay(relay_options o)
-    : opt_(std::move(o)), registry_(std::make_unique<registry>(opt_.max_names_per_user)) {}
+    : opt_(std::move(o)),
+      registry_(std::make_unique<registry>(opt_.max_names_per_user)),
+      limits_(std::make_unique<conn_limits>(opt_.max_connections, opt_.max_connections_per_ip)) {}
 
 relay::~relay() { ssh::wipe(mut_bytes(opt_.host_key_seed)); }
 
@@ -83,6 +86,20 @@ void shard_state::sweep_leases(reactor::shard& sh) {
     }
     lease_ends.erase(lease_ends.begin(), lease_ends.upper_bound(now));
     if (!lease_ends.empty()) lease_timer->arm_at(*lease_ends.begin());
+}
+
+bool shard_state::evict_unauthenticated() {
+    // The oldest connection on this shard that never presented a valid token and is not in
+    // the middle of a request (an anonymous request to a public tunnel is let finish): a few
+    // are looked at, oldest first.
+    unsigned looked = 0;
+    for (consumer_conn* c = unauth_first; c && looked < 16; c = c->unauth_next_, ++looked) {
+        if (c->evictable()) {
+            c->evict();
+            return true;
+        }
+    }
+    return false;
 }
 
 std::int64_t shard_state::log_clock(const reactor::shard& sh) const {

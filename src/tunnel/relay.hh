@@ -93,6 +93,7 @@ struct relay_options {
 
 struct shard_state;
 class registry;
+class conn_limits;
 
 class relay {
 public:
@@ -114,10 +115,12 @@ public:
     // ---- internal (relay_impl.hh) ---------------------------------------------------------
     shard_state& state(unsigned shard) noexcept { return *shards_[shard]; }
     registry& names() noexcept { return *registry_; }
+    conn_limits& limits() noexcept { return *limits_; }
 
 private:
     relay_options opt_;
     std::unique_ptr<registry> registry_;
+    std::unique_ptr<conn_limits> limits_;
     std::vector<std::unique_ptr<shard_state>> shards_;
 };
 

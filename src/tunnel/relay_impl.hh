@@ -18,6 +18,7 @@
 #include "proto/ssh/session.hh"
 #include "reactor/connection.hh"
 #include "reactor/timer.hh"
+#include "tunnel/conn_limits.hh"
 #include "tunnel/ingress.hh"
 #include "tunnel/rate_limit.hh"
 #include "tunnel/registry.hh"
@@ -54,6 +55,12 @@ struct shard_state {
     // Lines a peer can repeat at will, rate-limited per shard (log::gate).
     log::gate refused_forward_log{20, 1000};
     log::gate refused_connection_log{20, 1000};
+    // Consumer connections on this shard that never presented a valid token, oldest first:
+    // the first to go when the process is at max_connections (conn_limits).
+    consumer_conn* unauth_first = nullptr;
+    consumer_conn* unauth_last = nullptr;
+    // Closes the oldest evictable one; false when there is none.
+    bool evict_unauthenticated();
 
     // Applies a registry change to the replica; wakes waiting consumers when the name is
     // online (here or elsewhere) or gone.
@@ -81,7 +88,9 @@ class agent_session final : public ws_server_connection,
 public:
     // `expires`: the token's `exp` (unix seconds; 0 = none). The session ends when it passes
     // (plus the verifier's leeway): an agent must reconnect with a fresh token (R4).
-    agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id, std::int64_t expires = 0);
+    // `slot`: the connection's count in conn_limits, moved from the consumer connection.
+    agent_session(relay& r, reactor::shard& s, std::string sub, std::uint64_t id, std::int64_t expires = 0,
+                  conn_limits::slot slot = {});
     ~agent_session() override;
 
     // ---- for consumers on this shard ----
@@ -167,6 +176,7 @@ private:
 
     relay& r_;
     shard_state& st_;
+    conn_limits::slot slot_;
     std::string sub_;
     std::uint64_t id_;
     bool counted_ = true;  // holds one of the owner's agent slots (registry)
@@ -196,8 +206,16 @@ public:
     // being read (bounded, so replicas that briefly disagree cannot bounce it for ever; counted
     // per request, so a keep-alive connection alternating between tunnels on different shards
     // follows each of them).
-    consumer_conn(relay& r, reactor::shard& s, unsigned hops = 0);
+    // `slot` and `authenticated` come with a connection handed over from another shard.
+    consumer_conn(relay& r, reactor::shard& s, unsigned hops = 0, conn_limits::slot slot = {},
+                  bool authenticated = false);
     ~consumer_conn() override;
+
+    // ---- for the shard's eviction (max_connections) ----
+    bool evictable() const noexcept;  // never presented a valid token, no request in flight
+    void evict();
+    consumer_conn* unauth_next_ = nullptr;  // shard_state's list (oldest first)
+    consumer_conn* unauth_prev_ = nullptr;
 
     // ---- events from the agent session ----
     void channel_opened();
@@ -250,9 +268,14 @@ private:
     void detach();
     void settle();
     void repay();
+    void join_unauthenticated();   // into shard_state's list
+    void leave_unauthenticated();
+    void authenticated();          // a valid token was presented: out of the list for good
 
     relay& r_;
     shard_state& st_;
+    conn_limits::slot slot_;           // this connection's count in conn_limits
+    bool in_unauth_ = false;           // in shard_state's list of unauthenticated connections
     unsigned hops_ = 0;
     phase ph_ = phase::head;
     reactor::timer timer_;             // the phase's deadline

@@ -118,7 +118,8 @@ class LogReader:
 
 
 class Relay:
-    def __init__(self, ferryd, *extra, shards=2, data_dir=None, port=0, tls=False):
+    def __init__(self, ferryd, *extra, shards=2, data_dir=None, port=0, tls=False, nofile=None):
+        """`nofile`: RLIMIT_NOFILE (soft and hard) for ferryd, to test running out of fds."""
         self.owns_dir = data_dir is None
         self.dir = data_dir or tempfile.mkdtemp(prefix="ferry-relay-")
         self.secret_file = os.path.join(self.dir, "jwt.secret")
@@ -129,8 +130,14 @@ class Relay:
                 "--shards", str(shards), "--log-level", "debug"]
         if not tls:
             args.append("--no-tls")
+        preexec = None
+        if nofile:
+            import resource
+
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen(args + list(extra), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
         self.log = LogReader(self.proc.stderr)
         line = self.proc.stdout.readline()
         if "listening on" not in line:

@@ -6,6 +6,8 @@ works, while an honest consumer keeps being served.
   CrossConsumerCapture  a consumer's request body left unread by the upstream must never reach
                         the next consumer's request (the agent's upstream keep-alive pool)
   PipeliningFlood       back-to-back requests that are never read: memory and service bounded
+  FileDescriptors       fd exhaustion: a process-wide cap that evicts unauthenticated connections
+                        first, per-IP caps, a short idle limit before any valid token
   NameHoarding          names per user count leased ones; ended leases are freed everywhere;
                         refusals log in bounded lines
   ShardHandOver         one keep-alive connection alternating between tunnels on two shards
@@ -468,6 +470,147 @@ class SilentAgents(unittest.TestCase):
             stop_clean(self, relay)
             up.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- 3. file descriptors ---------------------------------------------------------------------------
+
+def raise_own_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def connect_from(port, source_ip, timeout=10):
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((source_ip, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+class FileDescriptors(unittest.TestCase):
+    """With 1,024 fds, 1,100 token-less sockets that kept their connections alive locked every
+    legitimate client out (accept() failed with EMFILE). Now ferryd raises its soft limit to the
+    hard one, keeps max_connections below it, and at the cap closes its oldest connection that
+    never presented a valid token; one address holds at most max_connections_per_ip; a
+    connection without a valid token idles out after unauthenticated_idle_timeout_ms."""
+
+    @classmethod
+    def setUpClass(cls):
+        raise_own_nofile()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ferry-hostile-")
+        self.up = Upstream()
+        self.relay = None
+        self.agent = None
+        self.socks = []
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        if self.agent:
+            self.agent.stop()
+        if self.relay:
+            stop_clean(self, self.relay)
+        self.up.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start(self, *args, nofile=None):
+        self.relay = Relay(FERRYD, "--user-rate-limit", "0", *args, nofile=nofile)
+        self.agent = FerryAgent(FERRY, self.relay.port, write_token(self.tmp, agent_token("fd")),
+                                [("fd", self.up.port)], self.tmp)
+        self.relay.log.wait_for(['"tunnel up"', '"fd"'], timeout=20)
+
+    def served(self, source="127.0.0.1", token=None):
+        s = connect_from(self.relay.port, source)
+        try:
+            r = raw_exchange(s, ("GET /t/fd/hello HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer " +
+                                 (token or mint("fd")) + "\r\n\r\n").encode())
+        finally:
+            s.close()
+        return r
+
+    def test_cap_at_the_fd_limit_evicts_unauthenticated_first(self):
+        self.start("--max-connections-per-ip", "0", "--head-timeout-ms", "60000", nofile=1024)
+        rec = log_record(self.relay.log, self.relay.log.wait_for('"open-file limit"'))
+        self.assertEqual(rec["nofile"], 1024)
+        cap = rec["max_connections"]
+        self.assertLess(cap, 1024 - 64)
+        # A holder of a valid token keeps its connection through the attack.
+        keeper = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=10)
+        keeper.request("GET", "/t/fd/hello", headers={"Authorization": "Bearer " + mint("fd")})
+        self.assertEqual(keeper.getresponse().read(), b"hello from upstream\n")
+        # 1,100 token-less connections, each sending a head slowly (the cheapest way to hold a
+        # socket now that a token-less request is refused and closed).
+        for i in range(1100):
+            s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+            s.sendall(b"GET /t/fd/x HTTP/1.1\r\nHost: r\r\nX-Slow: ")
+            self.socks.append(s)
+        self.relay.log.wait_for("closed the oldest unauthenticated connection to make room", timeout=10)
+        # Legitimate clients still get in and are served: consumers and a reconnecting agent.
+        for i in range(20):
+            r = self.served()
+            self.assertEqual(r, (200, b"hello from upstream\n"), f"legit request {i} during the flood")
+        keeper.request("GET", "/t/fd/hello", headers={"Authorization": "Bearer " + mint("fd")})
+        self.assertEqual(keeper.getresponse().read(), b"hello from upstream\n")
+        keeper.close()
+        mark = len(self.relay.log.lines)
+        self.agent.stop()
+        self.agent = FerryAgent(FERRY, self.relay.port, write_token(self.tmp, agent_token("fd")),
+                                [("fd", self.up.port)], self.tmp)
+        self.relay.log.wait_for(['"tunnel up"', '"fd"'], timeout=20, start=mark)
+        self.assertEqual(self.served(), (200, b"hello from upstream\n"))
+        # Never EMFILE, and the oldest attackers were the ones closed (oldest first on each
+        # shard: the first hundred mostly, the last hundred not at all).
+        self.assertEqual(self.relay.log.count("accept failed"), 0)
+        oldest = sum(1 for s in self.socks[:100] if seconds_until_closed(s, 0.1) is not None)
+        newest = sum(1 for s in self.socks[-100:] if seconds_until_closed(s, 0.1) is not None)
+        print(f"\ncap {cap}: of 1,100 token-less connections the oldest 100 lost {oldest}, "
+              f"the newest 100 lost {newest}", file=sys.stderr)
+        self.assertGreater(oldest, 60, "the oldest unauthenticated connections were not the ones evicted")
+        self.assertEqual(newest, 0)
+
+    def test_per_ip_cap(self):
+        self.start("--max-connections-per-ip", "20")
+        for _ in range(20):
+            self.socks.append(socket.create_connection(("127.0.0.1", self.relay.port), timeout=10))
+        extra = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+        self.socks.append(extra)
+        self.assertIsNotNone(seconds_until_closed(extra, 5), "a 21st connection from one address was kept")
+        self.relay.log.wait_for("connection refused: max_connections_per_ip")
+        # Another address is not affected (127.0.0.2 is loopback too).
+        self.assertEqual(self.served(source="127.0.0.2"), (200, b"hello from upstream\n"))
+        # A slot frees when a connection from the address closes.
+        self.socks.pop(0).close()
+        deadline = time.time() + 10
+        while True:
+            r = None
+            try:
+                r = self.served()
+            except OSError:
+                pass
+            if r == (200, b"hello from upstream\n") or time.time() > deadline:
+                break
+        self.assertEqual(r, (200, b"hello from upstream\n"))
+
+    def test_short_idle_limit_before_a_valid_token(self):
+        self.start("--unauthenticated-idle-timeout-ms", "1000", "--public-tunnels", "fd")
+        anon = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+        self.socks.append(anon)
+        self.assertEqual(raw_exchange(anon, b"GET /t/fd/hello HTTP/1.1\r\nHost: r\r\n\r\n"),
+                         (200, b"hello from upstream\n"))
+        authed = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
+        self.socks.append(authed)
+        self.assertEqual(raw_exchange(authed, ("GET /t/fd/hello HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer " +
+                                               mint("fd") + "\r\n\r\n").encode()), (200, b"hello from upstream\n"))
+        waited = seconds_until_closed(anon, 10)
+        self.assertIsNotNone(waited, "an anonymous keep-alive connection outlived the short idle limit")
+        self.assertLess(waited, 5)
+        # The one that presented a valid token is kept (idle_timeout_ms, 120 s) and still works.
+        self.assertEqual(raw_exchange(authed, ("GET /t/fd/hello HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer " +
+                                               mint("fd") + "\r\n\r\n").encode()), (200, b"hello from upstream\n"))
 
 
 # ---- 4. name hoarding ---------------------------------------------------------------------------
