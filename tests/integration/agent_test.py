@@ -407,7 +407,11 @@ class AgentTest(unittest.TestCase):
             # 401 is a configuration error: the delay goes straight to the cap (1600 ms, -30% jitter).
             self.assertGreaterEqual(ms, 1120, ds)
             self.assertLessEqual(ms, 1600, ds)
-        self.assertGreaterEqual(len(re.findall(r"^refused 401", self.shim.text(), re.M)), 3)
+        # The shim logs each refusal itself, possibly after the agent logged its retry: wait for
+        # the third line rather than count what is there now (a fast host raced this).
+        i = -1
+        for _ in range(3):
+            i = self.shim.wait_re(r"^refused 401", timeout=15, start=i + 1)[0]
         self.assertIsNone(self.agent.p.poll(), "the agent keeps retrying")
         self.assertNotIn(self.token, self.agent.text(), "the token never appears in logs")
 
@@ -421,8 +425,13 @@ class AgentTest(unittest.TestCase):
         for k, nominal in ((1, 200), (2, 400), (3, 800), (4, 1600)):
             self.assertGreaterEqual(ds[k], nominal * 0.7 - 1, ds)
             self.assertLessEqual(ds[k], min(nominal * 1.3 + 1, 1600), ds)
-        # The shim saw the attempts spaced like that (roughly: scheduling adds a little).
-        times = [t for t, l in self.shim.lines if l.startswith("refused 503")]
+        # The shim saw the attempts spaced like that (roughly: scheduling adds a little). Its
+        # lines may trail the agent's: wait for the fifth before reading them.
+        i = -1
+        for _ in range(5):
+            i = self.shim.wait_re(r"^refused 503", timeout=15, start=i + 1)[0]
+        with self.shim.cv:
+            times = [t for t, l in self.shim.lines if l.startswith("refused 503")]
         self.assertGreaterEqual(len(times), 5)
         for k in (1, 2, 3):
             self.assertGreaterEqual(times[k + 1] - times[k], ds[k] / 1000 - 0.02, (times, ds))
