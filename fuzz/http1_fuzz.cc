@@ -4,7 +4,10 @@
 //     input: same outcome, consumed count, error code/offset/stage, and the same views;
 //   * a body decoded in pieces gives the same payload, end and error as decoded whole, and
 //     pass-through agrees with decode on where the message ends;
-//   * a parsed head written back (no stripping) parses again to the same head.
+//   * a parsed head written back (no stripping) parses again to the same head;
+//   * the trailer filter: what pass-through says to forward (consumed minus `dropped`) is the
+//     same for every split, `dropped` lies within the consumed bytes, and the forwarded body is
+//     itself a complete chunked body with the same payload and no trailer field left.
 //
 // Input layout (STYLE 12): byte 0 selects limits and the request method the response answers;
 // the rest is a list of chunks, each a length byte followed by that many bytes. The chunks are
@@ -90,6 +93,7 @@ progress feed_split(Parser& ps, std::string_view stream, const std::vector<std::
 struct body_run {
     progress last;
     std::string payload;
+    std::string forwarded;  // pass-through: the bytes a forwarder sends (trailer fields left out)
     std::size_t consumed = 0;
 };
 
@@ -117,6 +121,20 @@ body_run run_body(const framing& f, const limits& l, std::string_view in, const 
                 CHECK(reinterpret_cast<const char*>(p.data.data()) + p.data.size() <= piece.data() + piece.size());
                 out.payload.append(as_string(p.data));
             }
+            if (!decode && !p.failed()) {
+                const std::string_view used = piece.substr(off, p.consumed);
+                if (p.dropped.empty()) {
+                    out.forwarded.append(used);
+                } else {
+                    // The trailer field lines: inside what this call consumed.
+                    const char* d = reinterpret_cast<const char*>(p.dropped.data());
+                    CHECK(d >= used.data() && d + p.dropped.size() <= used.data() + used.size());
+                    const std::size_t at = static_cast<std::size_t>(d - used.data());
+                    out.forwarded.append(used.substr(0, at));
+                    out.forwarded.append(used.substr(at + p.dropped.size()));
+                }
+            }
+            if (decode) CHECK(p.dropped.empty() || p.kind != outcome::payload);
             off += p.consumed;
             out.last = p;
             if (p.kind != outcome::payload) break;
@@ -144,6 +162,24 @@ void check_body(const framing& f, const limits& l, std::string_view rest, const 
         CHECK(whole.payload.size() <= whole.consumed);
         if (f.kind == body_kind::content_length && whole.last.done()) CHECK(whole.payload.size() == f.length);
         CHECK(whole.payload.size() <= l.max_body);
+        // The trailer filter does not depend on the split.
+        body_run pass_whole = run_body(f, l, rest, {}, false);
+        CHECK(pass_whole.forwarded == pass.forwarded);
+        if (f.kind != body_kind::chunked) CHECK(pass.forwarded == rest.substr(0, pass.consumed));
+        if (f.kind == body_kind::chunked && whole.last.done()) {
+            // What is forwarded is a chunked body on its own: same payload, nothing after the
+            // last chunk but its CRLF.
+            limits big = l;
+            big.max_body = UINT64_MAX;
+            big.max_trailer_bytes = 2;
+            body_run again = run_body(f, big, pass.forwarded, {}, true);
+            CHECK(again.last.done());
+            CHECK(again.consumed == pass.forwarded.size());
+            CHECK(again.payload == whole.payload);
+            CHECK(pass.forwarded.size() >= 5 && pass.forwarded.substr(pass.forwarded.size() - 4) == "\r\n\r\n");
+            body_run repass = run_body(f, big, pass.forwarded, {}, false);
+            CHECK(repass.forwarded == pass.forwarded);  // no trailer field was left to drop
+        }
     }
 }
 

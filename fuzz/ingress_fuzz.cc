@@ -151,6 +151,9 @@ void check_request(std::string_view head, unsigned sel, std::string_view request
     } else {
         CHECK(lower(r.prefix) == "/t/" + std::string(r.tunnel));
         CHECK(r.target.size() < 2 || r.target.substr(0, 2) != "//");
+        // No other spelling of a second separator at the start either (issue 11).
+        const std::string t = lower(r.target.substr(0, 4));
+        CHECK(t.substr(0, 2) != "/\\" && t != "/%2f" && t != "/%5c");
         CHECK(!has_dot_segment(r.target.substr(0, r.target.find('?'))));
         // The route came from the target as sent (origin-form or absolute-form).
         CHECK(h.target.find(r.prefix) != std::string_view::npos);
@@ -162,6 +165,7 @@ void check_request(std::string_view head, unsigned sel, std::string_view request
     ctx.tls = (sel & 4) != 0;
     ctx.request_id = request_id;
     ctx.keep_authorization = (sel & 2) != 0;
+    ctx.trusted_proxy = (sel & 32) != 0;
     const std::byte rnd[24] = {std::byte(sel), std::byte(1), std::byte(2), std::byte(3)};
     char tp[traceparent_size];
     make_traceparent(incoming_traceparent(h), std::span<const std::byte, 24>(rnd), tp);
@@ -208,6 +212,18 @@ void check_request(std::string_view head, unsigned sel, std::string_view request
     CHECK(count(u, "x-forwarded-for") == 1);
     const std::string_view xff = u.value("x-forwarded-for");
     CHECK(xff.size() >= ctx.client_ip.size() && xff.substr(xff.size() - ctx.client_ip.size()) == ctx.client_ip);
+    if (!ctx.trusted_proxy) {
+        // Who the client is comes from the relay alone.
+        CHECK(xff == ctx.client_ip);
+        CHECK(count(u, "forwarded") == 0);
+        CHECK(count(u, "x-real-ip") == 1 && u.value("x-real-ip") == ctx.client_ip);
+    }
+    // tracestate only with a continued trace, and only in W3C syntax.
+    for (const auto& f : u.headers) {
+        if (lower(f.name) != "tracestate") continue;
+        CHECK(continues_trace(incoming_traceparent(h), ctx.traceparent));
+        CHECK(valid_tracestate(f.value));
+    }
     CHECK(u.value("x-forwarded-proto") == (ctx.tls ? "https" : "http"));
     // Nothing the consumer's Connection named survives, except the framing/routing fields and
     // the fields the relay sets itself.
@@ -216,7 +232,8 @@ void check_request(std::string_view head, unsigned sel, std::string_view request
         const std::string n = lower(f.name);
         CHECK(n == "host" || n == "content-length" || n == "transfer-encoding" || n == "expect" ||
               n == "connection" || n == "x-request-id" || n == "traceparent" || n == "x-forwarded-for" ||
-              n == "x-forwarded-proto" || n == "x-forwarded-host" || n == "x-forwarded-prefix");
+              n == "x-forwarded-proto" || n == "x-forwarded-host" || n == "x-forwarded-prefix" ||
+              n == "x-real-ip");
     }
 }
 
