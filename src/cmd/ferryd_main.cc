@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -128,7 +129,10 @@ int main(int argc, char** argv) {
                 if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
             }
             const std::uint64_t nofile = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : std::uint64_t(rl.rlim_cur);
-            const std::uint64_t reserve = 64 + nofile / 16;
+            // The reserve also absorbs accept bursts: the kernel hands out a descriptor for every
+            // connection a multishot accept takes before ferryd can refuse or evict, and an
+            // evicted connection's descriptor closes a loop iteration later.
+            const std::uint64_t reserve = std::max<std::uint64_t>(256, 64 + nofile / 16);
             const std::uint64_t room = nofile > reserve + 16 ? nofile - reserve : 16;
             std::uint64_t cap = s.max_connections;
             if (cap == 0) {

@@ -41,6 +41,10 @@ status relay::prepare(unsigned shards) {
 reactor::connection_factory relay::factory() {
     return [this](reactor::shard& s) -> std::unique_ptr<reactor::connection> {
         if (s.id() >= shards_.size()) return nullptr;
+        // At the connection cap with nobody here to evict (every connection on this shard has
+        // presented a valid token): the socket is closed at once, before it costs anything.
+        if (limits_->max_total() != 0 && limits_->total() >= limits_->max_total() && !shards_[s.id()]->unauth_first)
+            return nullptr;
         return std::make_unique<consumer_conn>(*this, s);
     };
 }

@@ -208,6 +208,14 @@ class CrossConsumerCapture(unittest.TestCase):
 
 # ---- 2. pipelining flood ----------------------------------------------------------------------------
 
+def sanitized(pid):
+    """True when the process runs with AddressSanitizer (the sanitize build): its quarantine and
+    shadow memory make RSS say nothing about what the program keeps, so memory bounds are
+    asserted in the release build only."""
+    with open(f"/proc/{pid}/maps") as f:
+        return any("libasan" in line for line in f)
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -298,7 +306,8 @@ class PipeliningFlood(unittest.TestCase):
         print(f"\nflood with token: 8 conns wrote {sent_mib:.1f} MiB, relay RSS {before // 1024} -> "
               f"{after // 1024} MiB, good request {base * 1000:.1f} ms before, max {max(during) * 1000:.1f} ms during",
               file=sys.stderr)
-        self.assertLess(grew, 32, f"relay grew {grew:.1f} MiB")
+        if not sanitized(self.relay.proc.pid):
+            self.assertLess(grew, 32, f"relay grew {grew:.1f} MiB")
         # The relay stopped reading each flooder: a few MiB at most were taken in 10 s each.
         for sent, _ in out:
             self.assertLess(sent, 16 * 2 ** 20)
@@ -312,7 +321,8 @@ class PipeliningFlood(unittest.TestCase):
             t.join(30)
         after = rss_kib(self.relay.proc.pid)
         self.assertTrue(out[0][1], "the relay kept a token-less flooder's connection open")
-        self.assertLess((after - before) / 1024, 32)
+        if not sanitized(self.relay.proc.pid):
+            self.assertLess((after - before) / 1024, 32)
         # One refusal per connection: a single 401 was answered on it.
         s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
         try:
@@ -537,7 +547,7 @@ class FileDescriptors(unittest.TestCase):
         rec = log_record(self.relay.log, self.relay.log.wait_for('"open-file limit"'))
         self.assertEqual(rec["nofile"], 1024)
         cap = rec["max_connections"]
-        self.assertLess(cap, 1024 - 64)
+        self.assertLessEqual(cap, 1024 - 256)
         # A holder of a valid token keeps its connection through the attack.
         keeper = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=10)
         keeper.request("GET", "/t/fd/hello", headers={"Authorization": "Bearer " + mint("fd")})
@@ -549,10 +559,18 @@ class FileDescriptors(unittest.TestCase):
             s.sendall(b"GET /t/fd/x HTTP/1.1\r\nHost: r\r\nX-Slow: ")
             self.socks.append(s)
         self.relay.log.wait_for("closed the oldest unauthenticated connection to make room", timeout=10)
+        # A burst faster than the loop can take the kernel's accept queue past the descriptors
+        # left (the kernel makes a descriptor for each connection before ferryd can refuse it):
+        # accept() may fail a few times then, and ferryd retries 50 ms later. What must not
+        # happen is what the hostile test saw: failing for every client that comes after.
         # Legitimate clients still get in and are served: consumers and a reconnecting agent.
+        # (The first one is accepted after the whole burst: the accept queue is in order.)
+        burst_failures = None
         for i in range(20):
             r = self.served()
             self.assertEqual(r, (200, b"hello from upstream\n"), f"legit request {i} during the flood")
+            if burst_failures is None:
+                burst_failures = self.relay.log.count("accept failed")
         keeper.request("GET", "/t/fd/hello", headers={"Authorization": "Bearer " + mint("fd")})
         self.assertEqual(keeper.getresponse().read(), b"hello from upstream\n")
         keeper.close()
@@ -562,28 +580,34 @@ class FileDescriptors(unittest.TestCase):
                                 [("fd", self.up.port)], self.tmp)
         self.relay.log.wait_for(['"tunnel up"', '"fd"'], timeout=20, start=mark)
         self.assertEqual(self.served(), (200, b"hello from upstream\n"))
-        # Never EMFILE, and the oldest attackers were the ones closed (oldest first on each
-        # shard: the first hundred mostly, the last hundred not at all).
-        self.assertEqual(self.relay.log.count("accept failed"), 0)
+        # No accept failure once the burst was absorbed, and the oldest attackers were the ones
+        # closed (oldest first on each shard: the first hundred mostly, the last hundred not).
+        self.assertEqual(self.relay.log.count("accept failed"), burst_failures,
+                         [l for l in self.relay.log.lines if "accept failed" in l or "open-file" in l])
+        self.assertLess(burst_failures, 10)
         oldest = sum(1 for s in self.socks[:100] if seconds_until_closed(s, 0.1) is not None)
         newest = sum(1 for s in self.socks[-100:] if seconds_until_closed(s, 0.1) is not None)
         print(f"\ncap {cap}: of 1,100 token-less connections the oldest 100 lost {oldest}, "
-              f"the newest 100 lost {newest}", file=sys.stderr)
+              f"the newest 100 lost {newest}; accept failures during the burst {burst_failures}", file=sys.stderr)
         self.assertGreater(oldest, 60, "the oldest unauthenticated connections were not the ones evicted")
         self.assertEqual(newest, 0)
 
     def test_per_ip_cap(self):
         self.start("--max-connections-per-ip", "20")
-        for _ in range(20):
+        # The agent holds one of 127.0.0.1's 20; 21 more are opened: exactly 2 are refused
+        # (which two depends on the order the shards accept them in).
+        for _ in range(21):
             self.socks.append(socket.create_connection(("127.0.0.1", self.relay.port), timeout=10))
-        extra = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
-        self.socks.append(extra)
-        self.assertIsNotNone(seconds_until_closed(extra, 5), "a 21st connection from one address was kept")
-        self.relay.log.wait_for("connection refused: max_connections_per_ip")
+        self.relay.log.wait_count("connection refused: max_connections_per_ip", 2, timeout=10)
+        closed = [s for s in self.socks if seconds_until_closed(s, 0.3) is not None]
+        self.assertEqual(len(closed), 2, "\n".join(l for l in self.relay.log.lines[-30:] if '"debug"' not in l))
         # Another address is not affected (127.0.0.2 is loopback too).
         self.assertEqual(self.served(source="127.0.0.2"), (200, b"hello from upstream\n"))
         # A slot frees when a connection from the address closes.
-        self.socks.pop(0).close()
+        for s in self.socks:
+            if s not in closed:
+                s.close()
+                break
         deadline = time.time() + 10
         while True:
             r = None
@@ -645,12 +669,15 @@ class NameHoarding(unittest.TestCase):
         self.up.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def round(self, names, wait_text, count):
+    def round(self, names, wait_text, count, agent_text=None):
         """`ferry agent` registering `names`, killed (an unclean drop) once the relay logged
-        `count` lines with `wait_text` for it."""
+        `count` lines with `wait_text` for it (or the agent `count` lines with `agent_text`)."""
         start = len(self.relay.log.lines)
         a = FerryAgent(FERRY, self.relay.port, self.tok, [(n, self.up.port) for n in names], self.tmp)
-        self.relay.log.wait_count(wait_text, count, timeout=30, start=start)
+        if agent_text:
+            a.log.wait_count(agent_text, count, timeout=30)
+        else:
+            self.relay.log.wait_count(wait_text, count, timeout=30, start=start)
         a.proc.kill()
         a.stop()
         return start
@@ -663,8 +690,8 @@ class NameHoarding(unittest.TestCase):
             expect_up = max(0, min(64, 256 - ups))
             if expect_up:
                 start = self.round(names, '"tunnel up"', expect_up)
-            else:
-                start = self.round(names, '"agent gone"', 1)
+            else:  # every name refused: wait for the agent to have heard so
+                start = self.round(names, None, 64, agent_text="forward refused by the relay")
             ups += sum(1 for l in self.relay.log.lines[start:] if '"tunnel up"' in l)
         self.assertEqual(ups, 256)
         self.relay.log.wait_for(["tunnel refused", "max_names_per_user"])
@@ -736,7 +763,8 @@ class NameHoarding(unittest.TestCase):
                 rss.append(rss_kib(self.relay.proc.pid))
         print(f"\nrelay RSS after round {rounds // 2} {rss[0] / 1024:.1f} MiB, after round {rounds} "
               f"{rss[1] / 1024:.1f} MiB ({rounds * 64} names leased and freed)", file=sys.stderr)
-        self.assertLess((rss[1] - rss[0]) / 1024, 2)
+        if not sanitized(self.relay.proc.pid):
+            self.assertLess((rss[1] - rss[0]) / 1024, 2)
         for name in ("c0-0", f"c{rounds // 2}-10", f"c{rounds - 1}-63"):
             r = get_status(self.relay.port, f"/t/{name}/x", mint("hoarder"))
             self.assertEqual(r, 404, name)
