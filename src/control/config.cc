@@ -723,7 +723,7 @@ const table<relay_settings>& relay_table() {
         v.push_back(num_opt<R>(
             "unauthenticated_idle_timeout_ms", "--unauthenticated-idle-timeout-ms",
             "FERRY_UNAUTHENTICATED_IDLE_TIMEOUT_MS", K::duration,
-            "A consumer connection that has never presented a valid token is closed after this long without a request",
+            "Between requests: a consumer connection that has never presented a valid token is closed after this long idle (before its first request, head_timeout_ms applies)",
             &R::unauthenticated_idle_timeout_ms, 1000, 86400000));
         v.push_back(num_opt<R>(
             "handshake_timeout_ms", "--handshake-timeout-ms", "FERRY_HANDSHAKE_TIMEOUT_MS", K::duration,
@@ -731,7 +731,7 @@ const table<relay_settings>& relay_table() {
             &R::handshake_timeout_ms, 1000, 600000));
         v.push_back(num_opt<R>(
             "max_connections", "--max-connections", "FERRY_MAX_CONNECTIONS", K::integer,
-            "Open connections on the public listener; at the cap the oldest connection that never presented a valid token makes room, else the new one is closed. 0 = the open-file limit minus a reserve",
+            "Open connections on the public listener; at the cap a waiting connection that never presented a valid token makes room (else the longest idle keep-alive one; agents never), else the new one is closed. 0 = the open-file limit minus max(256, 64 + 1/16 of it)",
             &R::max_connections, 0, 10000000));
         v.push_back(num_opt<R>(
             "max_connections_per_ip", "--max-connections-per-ip", "FERRY_MAX_CONNECTIONS_PER_IP",

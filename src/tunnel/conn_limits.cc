@@ -45,10 +45,11 @@ void conn_limits::give_ip(const reactor::client_key& k) noexcept {
     if (it != st.count.end() && --it->second == 0) st.count.erase(it);
 }
 
-conn_limits::verdict conn_limits::admit(slot& s, const reactor::address& peer, bool room_made) noexcept {
+conn_limits::verdict conn_limits::admit(slot& s, const reactor::address& peer, bool room_made,
+                                        bool per_address) noexcept {
     s.release();
     const reactor::client_key k = reactor::client_key_of(peer);
-    const bool per_ip = max_per_ip_ != 0;
+    const bool per_ip = max_per_ip_ != 0 && per_address;
     if (per_ip && !take_ip(k)) return verdict::over_ip;
     const std::size_t before = total_.fetch_add(1, std::memory_order_relaxed);
     if (max_total_ != 0 && before >= max_total_ && !room_made) {

@@ -62,8 +62,10 @@ public:
     };
     // Counts the connection from `peer` in `s`. `room_made`: the caller just evicted another
     // connection, whose count comes back when it is gone: the total cap does not apply (the
-    // per-address one does).
-    verdict admit(slot& s, const reactor::address& peer, bool room_made = false) noexcept;
+    // per-address one does). `per_address` false: not counted per address (a trusted proxy,
+    // which speaks for many clients).
+    verdict admit(slot& s, const reactor::address& peer, bool room_made = false,
+                  bool per_address = true) noexcept;
 
     std::size_t total() const noexcept { return total_.load(std::memory_order_relaxed); }
     std::size_t from(const reactor::address& peer) const noexcept;

@@ -81,41 +81,63 @@ consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops, conn_li
     authenticated_ = authenticated;
 }
 
-consumer_conn::~consumer_conn() { leave_unauthenticated(); }
-
-// ---- connection caps (conn_limits) and the unauthenticated list ---------------------------------
-
-void consumer_conn::join_unauthenticated() {
-    if (in_unauth_ || authenticated_) return;
-    in_unauth_ = true;
-    unauth_prev_ = st_.unauth_last;
-    unauth_next_ = nullptr;
-    if (st_.unauth_last) st_.unauth_last->unauth_next_ = this;
-    else st_.unauth_first = this;
-    st_.unauth_last = this;
+consumer_conn::~consumer_conn() {
+    unlist();
 }
 
-void consumer_conn::leave_unauthenticated() {
-    if (!in_unauth_) return;
-    in_unauth_ = false;
-    if (unauth_prev_) unauth_prev_->unauth_next_ = unauth_next_;
-    else st_.unauth_first = unauth_next_;
-    if (unauth_next_) unauth_next_->unauth_prev_ = unauth_prev_;
-    else st_.unauth_last = unauth_prev_;
-    unauth_prev_ = unauth_next_ = nullptr;
+// ---- connection caps (conn_limits) and the shard's evict lists
+// -----------------------------------
+
+void consumer_conn::enter(phase p) {
+    ph_ = p;
+    relist();
+}
+
+void consumer_conn::relist() {
+    // In a list while waiting for a request; which one depends on whether a valid token was
+    // ever presented. Joining (again) puts it at the back: least recently active goes first.
+    evict_list* want = nullptr;
+    if (!gone_ && ph_ == phase::head) want = authenticated_ ? &st_.idle : &st_.unauthenticated;
+    if (want == listed_) return;
+    unlist();
+    if (!want) return;
+    listed_ = want;
+    list_prev_ = want->last;
+    list_next_ = nullptr;
+    if (want->last)
+        want->last->list_next_ = this;
+    else
+        want->first = this;
+    want->last = this;
+}
+
+void consumer_conn::unlist() {
+    if (!listed_) return;
+    if (list_prev_)
+        list_prev_->list_next_ = list_next_;
+    else
+        listed_->first = list_next_;
+    if (list_next_)
+        list_next_->list_prev_ = list_prev_;
+    else
+        listed_->last = list_prev_;
+    list_prev_ = list_next_ = nullptr;
+    listed_ = nullptr;
 }
 
 void consumer_conn::authenticated() {
     authenticated_ = true;
-    leave_unauthenticated();
+    relist();
 }
 
 bool consumer_conn::evictable() const noexcept {
-    return in_unauth_ && !authenticated_ && (ph_ == phase::head || ph_ == phase::draining);
+    // Waiting for a request with nothing of the next one received yet.
+    return listed_ != nullptr && head_.empty() && in_.empty();
 }
 
 void consumer_conn::evict() {
-    leave_unauthenticated();
+    gone_ = true;
+    unlist();
     ph_ = phase::draining;
     timer_.cancel();
     close(reactor::close_mode::abort);
@@ -139,15 +161,24 @@ void consumer_conn::on_open() {
     }
     if (!slot_.counted()) {  // just accepted (a connection handed over brings its count)
         conn_limits& lim = r_.limits();
-        auto v = lim.admit(slot_, peer_addr);
+        // A trusted proxy speaks for many clients: the per-address cap does not apply to it.
+        auto v = lim.admit(slot_, peer_addr, false, !trusted_proxy_);
         // At the process's cap, the oldest connection here that never presented a valid
         // token makes room (a slow or idle one: agents and token holders keep theirs).
-        if (v == conn_limits::verdict::over_total && st_.evict_unauthenticated()) {
-            v = lim.admit(slot_, peer_addr, true);
-            std::uint64_t held = 0;
-            if (st_.refused_connection_log.pass(st_.log_clock(owner()), held)) {
-                FERRY_LOG(warn, "at max_connections: closed the oldest unauthenticated connection to make room",
-                          {"max_connections", std::uint64_t(lim.max_total())}, {"suppressed", held});
+        if (v == conn_limits::verdict::over_total) {
+            const bool unauth = st_.unauthenticated.first != nullptr;
+            if (st_.evict_one()) {
+                v = lim.admit(slot_, peer_addr, true, !trusted_proxy_);
+                std::uint64_t held = 0;
+                if (st_.refused_connection_log.pass(st_.log_clock(owner()), held)) {
+                    FERRY_LOG(warn,
+                              unauth ? "at max_connections: closed the oldest unauthenticated "
+                                       "connection to make room"
+                                     : "at max_connections: closed the longest idle keep-alive "
+                                       "connection to make room",
+                              {"max_connections", std::uint64_t(lim.max_total())},
+                              {"suppressed", held});
+                }
             }
         }
         if (v != conn_limits::verdict::ok) {
@@ -158,12 +189,13 @@ void consumer_conn::on_open() {
                           {"client", client_ip_}, {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())},
                           {"suppressed", held});
             }
+            gone_ = true;
             ph_ = phase::draining;
             close(reactor::close_mode::abort);
             return;
         }
     }
-    join_unauthenticated();
+    relist();
     timer_.arm_after(r_.options().head_timeout);
 }
 
@@ -187,8 +219,9 @@ void consumer_conn::on_read_eof() {
         return;
     }
     if (ph_ == phase::head) {
-        // A partial head and then EOF: nothing to answer.
-        close();
+        // Heads already received are answered (a client may pipeline requests and then shut
+        // its side); a partial head and then EOF has nothing to answer (step() closes).
+        if (!waiting_reader_ && !handover_pending_) step();
         return;
     }
     // The consumer half-closed while its request is in flight: the request body must be
@@ -204,7 +237,14 @@ void consumer_conn::on_output_low() {
 }
 
 void consumer_conn::on_output_drained() {
-    // The consumer read every answer it had been sent: go on with its pipelined requests.
+    // The consumer read every answer it had been sent: go on with its pipelined requests (or
+    // with the hand-over that waited for the output to be sent).
+    if (handover_pending_) {
+        handover_pending_ = false;
+        timer_.cancel();
+        if (ph_ == phase::head) dispatch();
+        return;
+    }
     if (!waiting_reader_) return;
     waiting_reader_ = false;
     unread_answers_ = 0;
@@ -213,7 +253,8 @@ void consumer_conn::on_output_drained() {
 }
 
 void consumer_conn::on_close(const error&) {
-    leave_unauthenticated();
+    gone_ = true;
+    unlist();
     slot_.release();
     timer_.cancel();
     recheck_.cancel();
@@ -231,7 +272,25 @@ void consumer_conn::step() {
     auto p = parser_.parse(bytes(reinterpret_cast<const std::byte*>(head_.data()), head_.size()));
     if (p.need_more()) {
         update_reading();
+        if (eof_) close();  // half-closed in the middle of a head: nothing to answer
         return;
+    }
+    // Every answer waits in our output until the consumer reads it. A request that arrives
+    // while an earlier answer is still unsent is pipelined; a client that pipelines and never
+    // reads would otherwise make the relay answer, and hold the answers, for as long as it
+    // keeps sending (relay-made answers cost no window, unlike responses from an agent): after
+    // max_pipelined_requests such answers, reading stops until the output is empty, and this
+    // request waits (on_output_drained parses it again). A client that waits for each answer
+    // never gets here with output pending.
+    if (!p.failed()) {
+        if (output_pending() == 0) {
+            unread_answers_ = 0;
+        } else if (++unread_answers_ > r_.options().max_pipelined_requests) {
+            waiting_reader_ = true;
+            update_reading();
+            notify_output_drained();
+            return;
+        }
     }
     st_.new_request_id(request_id_);
     if (p.failed()) {
@@ -288,7 +347,9 @@ void consumer_conn::dispatch() {
             return fail(ingress::error_kind::rate_limited, "too many agent connections for this user", 60);
         }
         const std::uint64_t id = r_.names().next_session();
-        authenticated();
+        authenticated_ = true;
+        gone_ = true;
+        unlist();
         buffer_chain all;
         all.append_copy(head_);
         all.append(std::move(in_));
@@ -333,7 +394,8 @@ void consumer_conn::dispatch() {
     auto it = st_.directory.find(tunnel_);
     const bool leased = it != st_.directory.end() && it->second.state == name_state::kind::leased &&
                         owner().now() < it->second.until;
-    if (it == st_.directory.end() || (it->second.state == name_state::kind::leased && !leased)) {
+    if (it == st_.directory.end() || it->second.state == name_state::kind::free ||
+        (it->second.state == name_state::kind::leased && !leased)) {
         return fail(ingress::error_kind::not_found, "no such tunnel");
     }
     const name_state& ns = it->second;
@@ -341,14 +403,24 @@ void consumer_conn::dispatch() {
         return fail(ingress::error_kind::forbidden, "this token may not use this tunnel");
     }
     if (ns.state == name_state::kind::online && ns.shard != owner().id() && hops_ < 2) {
-        // The tunnel lives on another shard: the socket and what was read go there.
+        // The tunnel lives on another shard: the socket and what was read go there, once the
+        // answers queued here are sent (a hand-over waits for them, and a consumer that does
+        // not read them must not hold the socket in between for ever).
+        if (output_pending() > 0) {
+            handover_pending_ = true;
+            update_reading();
+            timer_.arm_after(r_.options().close_timeout);
+            notify_output_drained();
+            return;
+        }
         buffer_chain all;
         all.append_copy(head_);
         all.append(std::move(in_));
         relay* rp = &r_;
         const unsigned hops = hops_ + 1;
         const bool authed = authenticated_;
-        leave_unauthenticated();
+        gone_ = true;
+        unlist();
         auto st = hand_over(ns.shard, std::move(all),
                             [rp, hops, authed, slot = std::move(slot_)](reactor::shard& s) mutable {
                                 return std::make_unique<consumer_conn>(*rp, s, hops, std::move(slot), authed);
@@ -385,7 +457,7 @@ void consumer_conn::wait_for_tunnel() {
         return fail(ingress::error_kind::tunnel_busy, "tunnel offline and its queue is full", 5);
     }
     q.push_back(reactor::ref_ptr<consumer_conn>(this));
-    ph_ = phase::waiting;
+    enter(phase::waiting);
     auto wait = r_.options().queue_wait;
     auto it = st_.directory.find(tunnel_);
     if (it != st_.directory.end() && it->second.state == name_state::kind::leased) {
@@ -398,7 +470,7 @@ void consumer_conn::wait_for_tunnel() {
 
 void consumer_conn::tunnel_changed() {
     if (ph_ != phase::waiting) return;
-    ph_ = phase::head;  // parsed already: dispatch again with the new state
+    enter(phase::head);  // parsed already: dispatch again with the new state
     timer_.cancel();
     dispatch();
 }
@@ -423,7 +495,7 @@ void consumer_conn::start_exchange(agent_session* s) {
     ssh_ = reactor::ref_ptr<agent_session>(s);
     chan_ = grant->id;
     spare_ = grant->ready;
-    ph_ = phase::opening;
+    enter(phase::opening);
     // traceparent into a stack buffer: no allocation per request.
     char tp[ingress::traceparent_size];
     {
@@ -453,7 +525,7 @@ void consumer_conn::start_exchange(agent_session* s) {
 
 void consumer_conn::channel_opened() {
     if (ph_ != phase::opening) return;
-    ph_ = phase::streaming;
+    enter(phase::streaming);
     pump_up();
     update_reading();
 }
@@ -514,7 +586,7 @@ void consumer_conn::update_reading() {
     // it has its answer, so pausing there cost a cancel and a re-armed receive per request,
     // and a consumer that goes away is noticed at once (its channel is closed).
     bool want;
-    if (waiting_reader_) {
+    if (waiting_reader_ || handover_pending_) {
         want = false;  // answers pile up unread: wait for the consumer (on_output_drained)
     } else if (ph_ == phase::head) {
         // Room for one whole head; pipelined requests beyond it wait in the socket until the
@@ -666,20 +738,26 @@ void consumer_conn::finish_exchange() {
     timer_.cancel();
     FERRY_LOG(debug, "request", {"request_id", request_id_}, {"tunnel", tunnel_}, {"method", method_},
               {"status", resp_status_}, {"shard", owner().id()}, {"spare_channel", spare_});
-    const bool again = resp_keep_alive_ && req_body_done_ && !eof_;
-    reset_request();
-    if (!again) return drain();
-    ph_ = phase::head;
-    timer_.arm_after(idle_limit());
-    // Pipelined bytes already here start the next head.
-    if (!in_.empty()) {
-        move_into_head();
-        if (!head_.empty()) timer_.arm_after(r_.options().head_timeout);
-        update_reading();
-        return next_pipelined();
+    // After the consumer half-closed, requests it pipelined before are still answered.
+    const bool again = resp_keep_alive_ && req_body_done_ && (!eof_ || !in_.empty());
+    if (!again) {
+        reset_request();
+        return drain();
     }
-    pipelined_ = 0;
+    next_request();
+}
+
+void consumer_conn::next_request() {
+    reset_request();
+    enter(phase::head);
+    timer_.arm_after(idle_limit());
+    // Pipelined bytes already here start the next head (which must then come in time).
+    if (!in_.empty()) move_into_head();
+    if (!head_.empty()) timer_.arm_after(r_.options().head_timeout);
     update_reading();
+    if (!head_.empty()) return next_pipelined();
+    pipelined_ = 0;
+    if (eof_) drain();  // half-closed and nothing more to answer
 }
 
 void consumer_conn::move_into_head() {
@@ -735,9 +813,8 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
     // refusals (no token, a bad one, an unknown tunnel) gets one per connection, not a stream
     // of them, and does not keep a socket for free.
     const bool client_fault = ingress::info(k).status < 500;
-    const bool keep = consumer_keep_alive_ && !body_left && !eof_ &&
-                      !(client_fault && !authenticated_) &&
-                      k != ingress::error_kind::bad_request &&
+    const bool keep = consumer_keep_alive_ && !body_left && (!eof_ || !in_.empty()) &&
+                      !(client_fault && !authenticated_) && k != ingress::error_kind::bad_request &&
                       k != ingress::error_kind::headers_too_large &&
                       k != ingress::error_kind::payload_too_large;
     if (buffer_chain* out = output()) {
@@ -752,30 +829,10 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
         return drain();
     }
     // The request had no body (or it was all read): the next head may follow.
-    reset_request();
-    ph_ = phase::head;
-    timer_.arm_after(idle_limit());
-    if (!in_.empty()) {
-        move_into_head();
-        update_reading();
-        return next_pipelined();
-    }
-    update_reading();
+    next_request();
 }
 
 void consumer_conn::next_pipelined() {
-    // Every answer waits in our output until the consumer reads it. A client that pipelines
-    // requests and never reads would otherwise make the relay answer, and hold the answers, for
-    // as long as it keeps sending (relay-made answers cost no window, unlike responses from an
-    // agent): after max_pipelined_requests unread ones, reading stops until the output is empty.
-    if (output_pending() == 0) {
-        unread_answers_ = 0;
-    } else if (++unread_answers_ >= r_.options().max_pipelined_requests) {
-        waiting_reader_ = true;
-        update_reading();
-        notify_output_drained();
-        return;
-    }
     // Pipelined requests answered without a channel (errors) would otherwise recurse
     // fail() -> step() once per request: after a few in a row, go on from the loop.
     if (++pipelined_ <= 8) return step();
@@ -784,7 +841,7 @@ void consumer_conn::next_pipelined() {
 }
 
 void consumer_conn::drain() {
-    ph_ = phase::draining;
+    enter(phase::draining);
     in_.clear();
     timer_.arm_after(r_.options().close_timeout);
     close();
@@ -797,7 +854,7 @@ void consumer_conn::abort_now() {
         s->consumer_closed(chan_, this);
     }
     if (ph_ == phase::waiting) leave_queue();
-    ph_ = phase::draining;
+    enter(phase::draining);
     timer_.cancel();
     close(reactor::close_mode::abort);
 }
@@ -809,6 +866,11 @@ std::chrono::milliseconds consumer_conn::idle_limit() const {
 }
 
 void consumer_conn::on_timer() {
+    if (handover_pending_) {
+        FERRY_LOG(debug, "hand-over given up: the consumer does not read its answers",
+                  {"request_id", request_id_}, {"tunnel", tunnel_}, {"unsent", std::uint64_t(output_pending())});
+        return abort_now();
+    }
     switch (ph_) {
     case phase::head:
         if (head_.empty()) {

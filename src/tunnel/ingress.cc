@@ -420,7 +420,7 @@ result<route> route_request(const http1::request_head& h, std::string_view base_
         const sv rest = target.substr(skip);
         const std::size_t end = rest.find_first_of("/?#");
         const sv authority = rest.substr(0, end);
-        if (authority.empty() || authority.find('@') != sv::npos)
+        if (authority.empty() || authority.find('@') != sv::npos || !http1::valid_host(authority))
             return route_fail(route_error::bad_target, "bad authority in absolute-form target");
         if (!host.empty() && !iequals(authority, host))
             return route_fail(route_error::bad_target, "absolute-form authority differs from Host");

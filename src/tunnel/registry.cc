@@ -23,13 +23,18 @@ registry::claim_result registry::claim(std::string_view name, std::string_view o
     }
     std::lock_guard lk(mu_);
     auto it = names_.find(std::string(name));
-    if (it != names_.end() && expired(it->second, now)) {
-        // A lease that ended but was not swept yet: the name is free.
+    if (it != names_.end() && expired(it->second.state, now)) {
+        // A lease that ended but was not swept yet: the name is free (and said so, whatever
+        // this claim's outcome).
+        r.freed = it->second.state;
+        r.freed.state = name_state::kind::free;
+        r.freed.until = {};
+        r.freed.version = ++version_;
         erase_entry(it);
         it = names_.end();
     }
     if (it != names_.end()) {
-        name_state& cur = it->second;
+        name_state& cur = it->second.state;
         if (cur.owner != owner) {
             r.status = claim_status::taken;
             return r;
@@ -54,7 +59,9 @@ registry::claim_result registry::claim(std::string_view name, std::string_view o
         }
         ++n;
     }
-    name_state& s = names_[std::string(name)];
+    entry& e = names_[std::string(name)];
+    drop_lease(e);  // taken back from its own lease
+    name_state& s = e.state;
     s.state = name_state::kind::online;
     s.owner = std::string(owner);
     s.shard = shard;
@@ -70,11 +77,11 @@ name_state registry::release(std::string_view name, std::uint64_t session, bool 
                              steady::duration lease, steady::time_point now) {
     std::lock_guard lk(mu_);
     auto it = names_.find(std::string(name));
-    if (it == names_.end() || it->second.state != name_state::kind::online ||
-        it->second.session != session) {
+    if (it == names_.end() || it->second.state.state != name_state::kind::online ||
+        it->second.state.session != session) {
         return {};  // version 0: nothing changed (taken over meanwhile)
     }
-    name_state& s = it->second;
+    name_state& s = it->second.state;
     s.session = 0;
     s.version = ++version_;
     if (clean || lease <= steady::duration::zero()) {
@@ -85,7 +92,8 @@ name_state registry::release(std::string_view name, std::uint64_t session, bool 
     }
     s.state = name_state::kind::leased;
     s.until = now + lease;
-    leases_.emplace(s.until, it->first);
+    it->second.lease = leases_.emplace(s.until, it->first);
+    it->second.has_lease = true;
     return s;
 }
 
@@ -93,16 +101,23 @@ name_state registry::get(std::string_view name, steady::time_point now) const {
     std::lock_guard lk(mu_);
     auto it = names_.find(std::string(name));
     if (it == names_.end()) return {};
-    if (expired(it->second, now)) {
-        name_state s = it->second;
+    if (expired(it->second.state, now)) {
+        name_state s = it->second.state;
         s.state = name_state::kind::free;
         return s;
     }
-    return it->second;
+    return it->second.state;
 }
 
-void registry::erase_entry(std::unordered_map<std::string, name_state>::iterator it) {
-    auto o = owned_.find(it->second.owner);
+void registry::drop_lease(entry& e) {
+    if (!e.has_lease) return;
+    leases_.erase(e.lease);
+    e.has_lease = false;
+}
+
+void registry::erase_entry(entry_map::iterator it) {
+    drop_lease(it->second);
+    auto o = owned_.find(it->second.state.owner);
     if (o != owned_.end() && --o->second == 0) owned_.erase(o);
     names_.erase(it);
 }
@@ -111,18 +126,18 @@ std::vector<registry::expired_name> registry::expire(steady::time_point now, ste
     std::vector<expired_name> out;
     std::lock_guard lk(mu_);
     while (!leases_.empty() && leases_.begin()->first <= now) {
-        auto l = leases_.begin();
-        auto it = names_.find(l->second);
-        // Still the lease this record is for (not taken back, not leased again later)?
-        if (it != names_.end() && it->second.state == name_state::kind::leased && it->second.until == l->first) {
-            name_state s = it->second;
-            s.state = name_state::kind::free;
-            s.until = {};
-            s.version = ++version_;
-            out.push_back({it->first, std::move(s)});
-            erase_entry(it);
+        // Each record belongs to a leased entry (taking a name back or freeing it removes it).
+        auto it = names_.find(leases_.begin()->second);
+        if (it == names_.end()) {  // cannot happen; never loop on it
+            leases_.erase(leases_.begin());
+            continue;
         }
-        leases_.erase(l);
+        name_state s = it->second.state;
+        s.state = name_state::kind::free;
+        s.until = {};
+        s.version = ++version_;
+        out.push_back({it->first, std::move(s)});
+        erase_entry(it);
     }
     if (next) *next = leases_.empty() ? steady::time_point{} : leases_.begin()->first;
     return out;
@@ -137,6 +152,11 @@ unsigned registry::names(std::string_view owner) const {
 std::size_t registry::size() const {
     std::lock_guard lk(mu_);
     return names_.size();
+}
+
+std::size_t registry::pending_leases() const {
+    std::lock_guard lk(mu_);
+    return leases_.size();
 }
 
 bool registry::add_agent(std::string_view owner, unsigned max) {

@@ -60,6 +60,9 @@ public:
         name_state now;                 // the new state (valid when ok)
         std::uint64_t replaced = 0;     // ok: a stale session of the same owner that lost it
         unsigned replaced_shard = 0;
+        // Not ok, but an ended lease of the name was removed on the way (version != 0): the
+        // caller publishes this free state so that no replica keeps the lease.
+        name_state freed;
     };
 
     // `session` ids are unique process-wide (next_session()).
@@ -83,6 +86,8 @@ public:
     unsigned names(std::string_view owner) const;
     // Entries kept (online and leased, expired leases included until expire()).
     std::size_t size() const;
+    // Lease records waiting for their end (one per leased name).
+    std::size_t pending_leases() const;
 
     // Per-user agent connections (SPEC R4: at most `max` each).
     bool add_agent(std::string_view owner, unsigned max);
@@ -92,15 +97,23 @@ public:
     std::uint64_t next_session() noexcept;
 
 private:
-    // Drops the entry `it` and its owner's count (under mu_).
-    void erase_entry(std::unordered_map<std::string, name_state>::iterator it);
+    using lease_map = std::multimap<steady::time_point, std::string>;
+    struct entry {
+        name_state state;
+        lease_map::iterator lease{};  // its record in leases_ while leased
+        bool has_lease = false;
+    };
+    using entry_map = std::unordered_map<std::string, entry>;
+    // Drops the entry `it`, its lease record and its owner's count (under mu_).
+    void erase_entry(entry_map::iterator it);
+    void drop_lease(entry& e);
 
     mutable std::mutex mu_;
     unsigned max_names_ = 0;
-    std::unordered_map<std::string, name_state> names_;
+    entry_map names_;
     std::unordered_map<std::string, unsigned> owned_;  // names per owner (entries in names_)
-    // Lease ends, earliest first (an entry whose name was taken back meanwhile is skipped).
-    std::multimap<steady::time_point, std::string> leases_;
+    // Lease ends, earliest first: one record per leased name (taking a name back removes it).
+    lease_map leases_;
     std::unordered_map<std::string, unsigned> agents_;
     std::uint64_t version_ = 0;
     std::uint64_t sessions_ = 0;

@@ -43,7 +43,8 @@ reactor::connection_factory relay::factory() {
         if (s.id() >= shards_.size()) return nullptr;
         // At the connection cap with nobody here to evict (every connection on this shard has
         // presented a valid token): the socket is closed at once, before it costs anything.
-        if (limits_->max_total() != 0 && limits_->total() >= limits_->max_total() && !shards_[s.id()]->unauth_first)
+        if (limits_->max_total() != 0 && limits_->total() >= limits_->max_total() &&
+            !shards_[s.id()]->may_evict())
             return nullptr;
         return std::make_unique<consumer_conn>(*this, s);
     };
@@ -60,11 +61,12 @@ std::string relay::host_key_fingerprint() const {
 void shard_state::apply(const std::string& name, const name_state& s) {
     auto it = directory.find(name);
     if (it != directory.end() && it->second.version >= s.version) return;  // older news
-    if (s.state == name_state::kind::free) {
-        if (it != directory.end()) directory.erase(it);
-    } else {
-        directory[name] = s;
-    }
+    // A free name stays a while as a tombstone carrying its version: changes of one name are
+    // published by different shards (claim here, release or lease end there), so an older
+    // message may arrive after the newer "free" one and must not bring the name back.
+    directory[name] = s;
+    if (s.state == name_state::kind::free) tombstones.push_back({steady::now(), name, s.version});
+    forget_tombstones();
     // Waiting consumers look again (online here or elsewhere, or gone for good).
     if (s.state == name_state::kind::leased) return;
     auto w = waiting.find(name);
@@ -74,33 +76,52 @@ void shard_state::apply(const std::string& name, const name_state& s) {
     for (auto& c : list) c->tunnel_changed();
 }
 
+void shard_state::forget_tombstones() {
+    // Messages between shards take microseconds; a second is far past any reordering. Under
+    // heavy churn at most kMaxTombstones are kept (the oldest go early).
+    constexpr std::size_t kMaxTombstones = 1 << 16;
+    const auto old = steady::now() - std::chrono::seconds(1);
+    while (!tombstones.empty() && (tombstones.front().at < old || tombstones.size() > kMaxTombstones)) {
+        const tombstone& t = tombstones.front();
+        auto it = directory.find(t.name);
+        if (it != directory.end() && it->second.state == name_state::kind::free &&
+            it->second.version == t.version)
+            directory.erase(it);
+        tombstones.pop_front();
+    }
+}
+
 void shard_state::lease_until(reactor::shard& sh, steady::time_point until) {
     if (!lease_timer) lease_timer.emplace(sh, [this, &sh] { sweep_leases(sh); });
-    lease_ends.insert(until);
     if (!lease_timer->armed() || until < lease_timer->deadline()) lease_timer->arm_at(until);
 }
 
 void shard_state::sweep_leases(reactor::shard& sh) {
-    const auto now = steady::now();
     // Every lease that ended anywhere goes (another shard's timer may already have taken some:
     // expire() hands each one out once); the registry's new versions reach every replica.
-    for (auto& e : r->names().expire(now)) {
+    steady::time_point next{};
+    for (auto& e : r->names().expire(steady::now(), &next)) {
         FERRY_LOG(debug, "lease ended: name free", {"tunnel", e.name}, {"owner", printable(e.state.owner)});
         publish(sh, *r, e.name, e.state);
     }
-    lease_ends.erase(lease_ends.begin(), lease_ends.upper_bound(now));
-    if (!lease_ends.empty()) lease_timer->arm_at(*lease_ends.begin());
+    forget_tombstones();
+    if (next != steady::time_point{}) {
+        lease_timer->arm_at(next);
+    } else if (!tombstones.empty()) {
+        lease_timer->arm_at(tombstones.front().at + std::chrono::milliseconds(1100));  // to forget them
+    }
 }
 
-bool shard_state::evict_unauthenticated() {
-    // The oldest connection on this shard that never presented a valid token and is not in
-    // the middle of a request (an anonymous request to a public tunnel is let finish): a few
-    // are looked at, oldest first.
-    unsigned looked = 0;
-    for (consumer_conn* c = unauth_first; c && looked < 16; c = c->unauth_next_, ++looked) {
-        if (c->evictable()) {
-            c->evict();
-            return true;
+bool shard_state::evict_one() {
+    // Lists hold only connections waiting for a request; one that is receiving a head is
+    // passed over (a few are looked at), so a token holder's request is not cut.
+    for (evict_list* l : {&unauthenticated, &idle}) {
+        unsigned looked = 0;
+        for (consumer_conn* c = l->first; c && looked < 16; c = c->list_next_, ++looked) {
+            if (c->evictable() || l == &unauthenticated) {
+                c->evict();
+                return true;
+            }
         }
     }
     return false;

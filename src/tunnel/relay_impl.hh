@@ -2,9 +2,9 @@
 // Internals of the relay (relay.hh): the per-shard state and the two connection handlers.
 // Included by relay.cc, agent_session.cc and consumer.cc only.
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -30,6 +30,14 @@ namespace ferry::tunnel {
 class agent_session;
 class consumer_conn;
 
+// Consumer connections a shard may close to make room at max_connections (conn_limits),
+// least recently active first (a connection joins at the back when it starts waiting for a
+// request). Intrusive: the links are in consumer_conn.
+struct evict_list {
+    consumer_conn* first = nullptr;
+    consumer_conn* last = nullptr;
+};
+
 // Everything a shard owns for the relay. Touched only by its shard's thread once prepared.
 struct shard_state {
     relay* r = nullptr;
@@ -38,8 +46,16 @@ struct shard_state {
     std::optional<ssh::ed25519_private> host_key;
     std::unique_ptr<jwt::verifier> verifier;
     // Replica of the registry: what consumers on this shard route by. Updated by messages
-    // (publish()); a message older than the entry (lower version) is ignored.
+    // (publish()); a message older than the entry (lower version) is ignored. Free names stay
+    // as tombstones (state free) for a second, then go (forget_tombstones).
     std::unordered_map<std::string, name_state> directory;
+    struct tombstone {
+        steady::time_point at;
+        std::string name;
+        std::uint64_t version;
+    };
+    std::deque<tombstone> tombstones;
+    void forget_tombstones();
     // Names whose session lives on this shard.
     std::unordered_map<std::string, agent_session*> local;
     // Live agent sessions on this shard by id (take-over messages find them here).
@@ -48,19 +64,23 @@ struct shard_state {
     std::unordered_map<std::string, std::vector<reactor::ref_ptr<consumer_conn>>> waiting;
     // Per-user request rate (counted where a request is served).
     rate_limiter limiter;
-    // Lease ends of names released on this shard: the timer (made on the shard's thread at the
-    // first lease) removes them from the registry when they end and publishes it.
+    // The registry's next lease end: the timer (made on the shard's thread at the first lease
+    // released here) removes ended leases from the registry and publishes them. Every shard
+    // that released a lease keeps one armed; expire() hands each ended lease out once.
     std::optional<reactor::timer> lease_timer;
-    std::multiset<steady::time_point> lease_ends;
     // Lines a peer can repeat at will, rate-limited per shard (log::gate).
     log::gate refused_forward_log{20, 1000};
     log::gate refused_connection_log{20, 1000};
-    // Consumer connections on this shard that never presented a valid token, oldest first:
-    // the first to go when the process is at max_connections (conn_limits).
-    consumer_conn* unauth_first = nullptr;
-    consumer_conn* unauth_last = nullptr;
-    // Closes the oldest evictable one; false when there is none.
-    bool evict_unauthenticated();
+    log::gate session_log{200, 1000};  // agent sessions and tunnel up/down
+    // Consumer connections on this shard waiting for a request (none in flight), in two lists:
+    // those that never presented a valid token go first when the process is at max_connections,
+    // then idle keep-alive ones of token holders (a server may close an idle keep-alive
+    // connection at any time). Agent sessions are never evicted: they keep the headroom.
+    evict_list unauthenticated;
+    evict_list idle;
+    // Closes the first evictable one (an unauthenticated one if any); false when there is none.
+    bool evict_one();
+    bool may_evict() const noexcept { return unauthenticated.first || idle.first; }
 
     // Applies a registry change to the replica; wakes waiting consumers when the name is
     // online (here or elsewhere) or gone.
@@ -172,6 +192,7 @@ private:
     void end(std::string why, bool clean);
     void release_names(bool clean);
     ssh::millis now() const;
+    bool session_log_pass(std::uint64_t& held);
     static ssh::session_config make_config(agent_session* self, relay& r, reactor::shard& s);
 
     relay& r_;
@@ -212,10 +233,10 @@ public:
     ~consumer_conn() override;
 
     // ---- for the shard's eviction (max_connections) ----
-    bool evictable() const noexcept;  // never presented a valid token, no request in flight
+    bool evictable() const noexcept;  // in an evict_list, no request bytes half received
     void evict();
-    consumer_conn* unauth_next_ = nullptr;  // shard_state's list (oldest first)
-    consumer_conn* unauth_prev_ = nullptr;
+    consumer_conn* list_next_ = nullptr;  // links of the evict_list it is in (shard_state)
+    consumer_conn* list_prev_ = nullptr;
 
     // ---- events from the agent session ----
     void channel_opened();
@@ -258,6 +279,7 @@ private:
     void response_bytes(slice piece);
     void upstream_ended();
     void finish_exchange();     // response complete: next request or close
+    void next_request();        // the answer is queued and the connection stays
     void fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after = 0);
     void fail(ingress::error_kind k, std::string_view message, const ingress::error_extra& x);
     void drain();
@@ -268,14 +290,16 @@ private:
     void detach();
     void settle();
     void repay();
-    void join_unauthenticated();   // into shard_state's list
-    void leave_unauthenticated();
-    void authenticated();          // a valid token was presented: out of the list for good
+    void enter(phase p);  // ph_ = p, and the evict_list it belongs in (relist)
+    void relist();
+    void unlist();
+    void authenticated();  // a valid token was presented
 
     relay& r_;
     shard_state& st_;
     conn_limits::slot slot_;           // this connection's count in conn_limits
-    bool in_unauth_ = false;           // in shard_state's list of unauthenticated connections
+    evict_list* listed_ = nullptr;     // the shard_state list it is in, if any
+    bool gone_ = false;                // handed over or closing: in no list again
     unsigned hops_ = 0;
     phase ph_ = phase::head;
     reactor::timer timer_;             // the phase's deadline
@@ -287,6 +311,7 @@ private:
     // until its output is empty (waiting_reader_).
     unsigned unread_answers_ = 0;
     bool waiting_reader_ = false;
+    bool handover_pending_ = false;    // a hand-over waits for our output to be sent
     std::string head_;                 // the request head as it accumulates (contiguous)
     http1::request_parser parser_;
     buffer_chain in_;                  // received after the parsed head (body, next requests)

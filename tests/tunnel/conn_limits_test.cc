@@ -52,6 +52,13 @@ TEST(ConnLimits, TotalCapAndRoomMade) {
     conn_limits::slot p, q;
     EXPECT_EQ(both.admit(p, at("10.0.0.1:1")), v::ok);
     EXPECT_EQ(both.admit(q, at("10.0.0.1:2"), true), v::over_ip);
+    // A trusted proxy is not counted per address (it speaks for many clients).
+    conn_limits proxied(0, 1);
+    conn_limits::slot m, n;
+    EXPECT_EQ(proxied.admit(m, at("10.9.9.9:1"), false, false), v::ok);
+    EXPECT_EQ(proxied.admit(n, at("10.9.9.9:2"), false, false), v::ok);
+    EXPECT_EQ(proxied.from(at("10.9.9.9:3")), 0u);
+    EXPECT_EQ(proxied.total(), 2u);
 }
 
 TEST(ConnLimits, SlotsMoveAndReleaseOnce) {

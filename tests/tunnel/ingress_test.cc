@@ -264,8 +264,9 @@ TEST(IngressRoute, TargetForms) {
     EXPECT_EQ(route_of(get("http://a.tunnels.example?q=1", "a.tunnels.example"), "tunnels.example"),
               "a /?q=1 host");
     EXPECT_EQ(route_of(get("http://a.tunnels.example", "a.tunnels.example"), "tunnels.example"), "a / host");
-    // HTTP/1.0 absolute-form without Host: the authority is the host.
+    // HTTP/1.0 absolute-form without Host: the authority is the host, so it must be one.
     EXPECT_EQ(route_of("GET http://a.tunnels.example/v1 HTTP/1.0\r\n\r\n", "tunnels.example"), "a /v1 host");
+    EXPECT_EQ(route_of("GET http://a{b}/t/x/y HTTP/1.0\r\n\r\n"), "error bad_target");
     // authority-form, asterisk-form, CONNECT.
     EXPECT_EQ(route_of(get("relay.example:443", "relay.example", "", "CONNECT")), "error bad_target");
     EXPECT_EQ(route_of(get("/t/a/x", "relay.example", "", "CONNECT")), "error bad_target");

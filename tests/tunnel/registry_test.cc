@@ -188,5 +188,37 @@ TEST(Registry, AnEndedLeaseIsFreeEvenBeforeItIsSwept) {
     EXPECT_TRUE(r.expire(t0 + 6s).empty());  // the stale record finds nothing to remove
 }
 
+// Reconnect churn: an owner dropping and taking its names back keeps one lease record per
+// leased name, not one per drop.
+TEST(Registry, TakingBackRemovesTheLeaseRecord) {
+    registry r(64);
+    for (std::uint64_t session = 1; session <= 1000; ++session) {
+        ASSERT_EQ(r.claim("x", "u", 0, session, t0).status, cs::ok);
+        r.release("x", session, false, 60s, t0);
+    }
+    EXPECT_EQ(r.pending_leases(), 1u);
+    EXPECT_EQ(r.expire(t0 + 61s).size(), 1u);
+    EXPECT_EQ(r.pending_leases(), 0u);
+}
+
+// A claim that removes an ended lease on its way says so even when it fails, so the replicas
+// can forget the lease too.
+TEST(Registry, FailedClaimStillReportsTheEndedLease) {
+    registry r(1);
+    ASSERT_EQ(r.claim("old", "alice", 0, 1, t0).status, cs::ok);
+    ASSERT_EQ(r.claim("keep", "bob", 0, 2, t0).status, cs::ok);
+    const auto v = r.release("old", 1, false, 5s, t0).version;
+    ASSERT_EQ(r.claim("other", "alice", 0, 3, t0).status, cs::limit);  // alice still holds "old"
+    auto res = r.claim("old", "bob", 0, 2, t0 + 6s);                   // bob is at his cap: refused
+    EXPECT_EQ(res.status, cs::limit);
+    EXPECT_EQ(res.freed.state, kind::free);
+    EXPECT_GT(res.freed.version, v);
+    EXPECT_EQ(r.get("old", t0 + 6s).state, kind::free);
+    EXPECT_EQ(r.names("alice"), 0u);
+    // A successful claim reports no separate free state (its own state is newer).
+    ASSERT_EQ(r.claim("z", "carol", 0, 4, t0).status, cs::ok);
+    EXPECT_EQ(r.claim("z", "carol", 0, 4, t0).freed.version, 0u);
+}
+
 }  // namespace
 }  // namespace ferry::tunnel

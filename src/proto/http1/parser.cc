@@ -48,9 +48,8 @@ bool has_empty_element(std::string_view v) noexcept {
     return false;
 }
 
-// Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP-literal in brackets, or a
-// reg-name / IPv4address of unreserved, pct-encoded and sub-delims characters; port = *DIGIT.
-// An empty value is valid (a request whose target has no authority).
+}  // namespace
+
 bool valid_host(std::string_view v) noexcept {
     if (v.empty()) return true;
     std::size_t i = 0;
@@ -85,8 +84,6 @@ bool valid_host(std::string_view v) noexcept {
         if (v[i] < '0' || v[i] > '9') return false;
     return true;
 }
-
-}  // namespace
 
 bool has_token(std::string_view value, std::string_view token) noexcept {
     return for_each_element(value, [&](std::string_view el) { return iequals(el, token); });

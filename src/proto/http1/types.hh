@@ -119,6 +119,12 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
 // has_token("keep-alive, Upgrade", "upgrade") == true.
 bool has_token(std::string_view value, std::string_view token) noexcept;
 
+// Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP-literal in brackets, or a
+// reg-name / IPv4address of unreserved, pct-encoded and sub-delims characters; port = *DIGIT.
+// An empty value is valid (a request whose target has no authority). The request parser
+// refuses a Host field that is not (400).
+bool valid_host(std::string_view v) noexcept;
+
 // First header named `name` (case-insensitive), or nullptr.
 const header* find_header(std::span<const header> headers, std::string_view name) noexcept;
 

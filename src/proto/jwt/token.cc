@@ -187,21 +187,23 @@ status read_claims(const json::document& d, const limits& lim, claims& c) {
             c.tunnels.emplace_back(d.str(t));
         }
     }
+    // `scope` grants only what it holds: a shape we do not read (null, a number, an array with
+    // something else than scope tokens) grants nothing, and does not spoil a token that is
+    // used for something else (a consumer token from an identity provider with its own ideas).
     if (const json::node* n = d.find(p, "scope")) {
         if (n->k == json::kind::string) {
             c.scope.assign(d.str(*n));
         } else if (n->k == json::kind::array) {
             for (std::uint32_t i = n->first; i != json::npos; i = d.at(i).next) {
                 const json::node& t = d.at(i);
-                if (t.k != json::kind::string) return fail(errc::token_malformed, "scope holds a non-string");
-                const std::string_view v = d.str(t);
-                if (v.empty() || v.find(' ') != std::string_view::npos)
-                    return fail(errc::token_malformed, "scope entry empty or with a space");
+                const std::string_view v = t.k == json::kind::string ? d.str(t) : std::string_view{};
+                if (v.empty() || v.find(' ') != std::string_view::npos) {
+                    c.scope.clear();
+                    break;
+                }
                 if (!c.scope.empty()) c.scope += ' ';
                 c.scope += v;
             }
-        } else {
-            return fail(errc::token_malformed, "scope is neither a string nor an array");
         }
     }
     return {};
