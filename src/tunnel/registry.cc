@@ -143,10 +143,16 @@ std::vector<registry::expired_name> registry::expire(steady::time_point now, ste
     return out;
 }
 
+namespace {
+unsigned count_of(const std::unordered_map<std::string, unsigned>& m, std::string_view owner) {
+    auto it = m.find(std::string(owner));
+    return it == m.end() ? 0 : it->second;
+}
+}  // namespace
+
 unsigned registry::names(std::string_view owner) const {
     std::lock_guard lk(mu_);
-    auto it = owned_.find(std::string(owner));
-    return it == owned_.end() ? 0 : it->second;
+    return count_of(owned_, owner);
 }
 
 std::size_t registry::size() const {
@@ -179,8 +185,7 @@ void registry::remove_agent(std::string_view owner) {
 
 unsigned registry::agents(std::string_view owner) const {
     std::lock_guard lk(mu_);
-    auto it = agents_.find(std::string(owner));
-    return it == agents_.end() ? 0 : it->second;
+    return count_of(agents_, owner);
 }
 
 std::uint64_t registry::next_session() noexcept {

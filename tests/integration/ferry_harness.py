@@ -320,6 +320,21 @@ def write_token(directory, token, name="token"):
     return path
 
 
+def stop_process(proc, kill=False, timeout=10):
+    """SIGTERM (or SIGKILL), then SIGKILL if it has not exited within `timeout` s; the exit code."""
+    if proc.poll() is None:
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class SshAgent:
     """OpenSSH as a ferry agent: the SSH session runs inside the relay's WebSocket, through
     `proxy` (a ProxyCommand template with {url} and {token_file})."""
@@ -340,18 +355,9 @@ class SshAgent:
         self.log = LogReader(self.proc.stderr)
 
     def stop(self, kill=False):
-        if self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        rc = stop_process(self.proc, kill=kill, timeout=10)
         self.log.close()
-        return self.proc.returncode
+        return rc
 
 
 class FerryAgent:
@@ -367,15 +373,11 @@ class FerryAgent:
         self.log = LogReader(self.proc.stderr)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        running = self.proc.poll() is None
+        rc = stop_process(self.proc, timeout=20)
+        if running:
             self.log.close()
-        return self.proc.returncode
+        return rc
 
 
 def free_port():

@@ -51,6 +51,24 @@ def stop_clean(testcase, relay):
     testcase.assertEqual((rc, marks), (0, []), "\n".join(relay.log.lines[-40:]))
 
 
+def send_and_read_all(port, data, half_close=False, timeout=10):
+    """Sends `data` on a new connection (then shuts the write side if asked) and returns all it
+    receives until the relay closes the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+    finally:
+        s.close()
+
+
 def raw_exchange(sock, data, timeout=10):
     """Sends `data` and reads one response with a Content-Length body: (status, body), or None
     when the connection closed first."""
@@ -365,19 +383,9 @@ class PipeliningFlood(unittest.TestCase):
         """Review finding: a client that pipelines requests and then shuts its side gets every
         answer (the relay used to answer the one in progress and drop the rest)."""
         tok = mint("pat")
-        s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
-        try:
-            s.sendall(b"".join(f"GET /t/pat/hello?{i} HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {tok}\r\n\r\n".encode()
-                               for i in range(30)))
-            s.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
+        data = send_and_read_all(self.relay.port, b"".join(
+            f"GET /t/pat/hello?{i} HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {tok}\r\n\r\n".encode()
+            for i in range(30)), half_close=True)
         self.assertEqual(data.count(b"HTTP/1.1 200 "), 30, data[-300:])
         self.assertEqual(data.count(b"hello from upstream\n"), 30)
 
@@ -392,17 +400,7 @@ class PipeliningFlood(unittest.TestCase):
         if not sanitized(self.relay.proc.pid):
             self.assertLess((after - before) / 1024, 32)
         # One refusal per connection: a single 401 was answered on it.
-        s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=10)
-        try:
-            s.sendall(req * 5)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
+        data = send_and_read_all(self.relay.port, req * 5)
         self.assertEqual(data.count(b"HTTP/1.1 401 "), 1, data[:300])
         self.assertIn(b"Connection: close", data)
         self.good_latency()
