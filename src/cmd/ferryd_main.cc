@@ -105,13 +105,31 @@ int main(int argc, char** argv) {
         tls_ctx = std::move(*ctx);
     }
 
-    // Not built yet (control-plane work): say so rather than pretend.
+    // Not built yet: a key that asks for one of these refuses the start (a setting that is
+    // accepted must work); the defaults say what they do not do.
+    const control::relay_settings defaults;
+    if (!s.ssh_listen.empty())
+        return fatal("ssh_listen",
+                     "the raw SSH listener is not built yet; agents use /tunnel (OpenSSH "
+                     "through `ferry connect`): leave ssh_listen empty");
+    if (!s.jwks_url.empty())
+        return fatal("jwks_url",
+                     "fetching a JWK set over HTTPS is not built yet (control plane): "
+                     "download it and use jwks_file");
+    if (!s.admin_listen.empty() && s.admin_listen != defaults.admin_listen)
+        return fatal("admin_listen",
+                     "the admin listener (health, metrics, admin API) is not built yet: "
+                     "leave admin_listen unset or empty");
+    if (s.drain_timeout_ms != defaults.drain_timeout_ms)
+        return fatal("drain_timeout_ms",
+                     "graceful drain is not built yet: SIGTERM stops ferryd at once, "
+                     "so a drain timeout would not be honoured; leave it unset");
     if (!s.admin_listen.empty()) {
-        FERRY_LOG(warn, "the admin listener (metrics, health, drain) is not implemented yet; ignoring",
-                  {"admin_listen", s.admin_listen});
-    }
-    if (!s.ssh_listen.empty() || !s.jwks_url.empty()) {
-        FERRY_LOG(warn, "ssh_listen and jwks_url are not implemented yet; ignoring");
+        FERRY_LOG(
+            warn,
+            "the admin listener (health, metrics, admin API) is not built yet: nothing listens "
+            "on admin_listen",
+            {"admin_listen", s.admin_listen});
     }
 
     auto addr = reactor::address::parse(s.listen);
@@ -177,7 +195,8 @@ int main(int argc, char** argv) {
 
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    FERRY_LOG(info, "ferryd stopping", {"signal", sig});
+    FERRY_LOG(info, "ferryd stopping: open connections are cut (no graceful drain yet)",
+              {"signal", sig});
     (*eng)->stop();
     (*eng)->wait();
     return 0;

@@ -621,14 +621,17 @@ const table<relay_settings>& relay_table() {
                                "Public listener: agents (GET /tunnel) and consumers (/t/NAME/...). "
                                "Numeric host; port 0 picks a free port",
                                &R::listen, check_listen));
-        v.push_back(str_opt<R>(
-            "admin_listen", "--admin-listen", "FERRY_ADMIN_LISTEN", "HOST:PORT or empty",
-            "HOST:PORT", "Admin API and /metrics listener; empty turns it off. Keep it on loopback (not implemented yet: ignored with a warning)",
-            &R::admin_listen, check_listen_or_empty));
-        v.push_back(str_opt<R>(
-            "ssh_listen", "--ssh-listen", "FERRY_SSH_LISTEN", "HOST:PORT or empty", "HOST:PORT",
-            "Optional raw SSH listener for agents that speak SSH directly; empty = off (not implemented yet)",
-            &R::ssh_listen, check_listen_or_empty));
+        v.push_back(
+            str_opt<R>("admin_listen", "--admin-listen", "FERRY_ADMIN_LISTEN", "HOST:PORT or empty",
+                       "HOST:PORT",
+                       "Admin API and /metrics listener; empty turns it off. Not built yet: ferryd "
+                       "warns at the default and refuses to start with another address",
+                       &R::admin_listen, check_listen_or_empty));
+        v.push_back(str_opt<R>("ssh_listen", "--ssh-listen", "FERRY_SSH_LISTEN",
+                               "HOST:PORT or empty", "HOST:PORT",
+                               "Optional raw SSH listener for agents that speak SSH directly; "
+                               "empty = off. Not built yet: ferryd refuses to start when it is set",
+                               &R::ssh_listen, check_listen_or_empty));
         v.push_back(str_opt<R>("tls_cert", "--tls-cert", "FERRY_TLS_CERT", "FILE", "FILE",
                                "PEM certificate chain of the public listener (with tls_key). "
                                "Neither: a self-signed development certificate in data_dir",
@@ -649,7 +652,9 @@ const table<relay_settings>& relay_table() {
                                "JWK set (RS256, ES256, EdDSA; oct keys with alg HS256)",
                                &R::jwks_file, check_path));
         v.push_back(str_opt<R>("jwks_url", "--jwks-url", "FERRY_JWKS_URL", "https URL or empty",
-                               "URL", "JWK set fetched over HTTPS by the control plane (not implemented yet)",
+                               "URL",
+                               "JWK set fetched over HTTPS by the control plane. Not built yet: "
+                               "ferryd refuses to start when it is set (use jwks_file)",
                                &R::jwks_url, check_url));
         v.push_back(str_opt<R>("jwt_issuer", "--jwt-issuer", "FERRY_JWT_ISSUER", "text", "ISS",
                                "Required iss claim; empty: iss is not checked", &R::jwt_issuer,
@@ -765,10 +770,12 @@ const table<relay_settings>& relay_table() {
             num_opt<R>("pong_timeout_ms", "--pong-timeout-ms", "FERRY_PONG_TIMEOUT_MS", K::duration,
                        "An agent is dropped this long after its last pong; above ping_interval_ms",
                        &R::pong_timeout_ms, 1000, 7200000));
-        v.push_back(num_opt<R>(
-            "drain_timeout_ms", "--drain-timeout-ms", "FERRY_DRAIN_TIMEOUT_MS", K::duration,
-            "Shutdown: in-flight requests get this long before connections are cut (not implemented yet: ferryd stops at once)",
-            &R::drain_timeout_ms, 0, 3600000));
+        v.push_back(num_opt<R>("drain_timeout_ms", "--drain-timeout-ms", "FERRY_DRAIN_TIMEOUT_MS",
+                               K::duration,
+                               "Shutdown: in-flight requests get this long before connections are "
+                               "cut. Not built yet: SIGTERM stops ferryd at once, and ferryd "
+                               "refuses to start with another value than the default",
+                               &R::drain_timeout_ms, 0, 3600000));
         v.push_back(str_opt<R>("log_level", "--log-level", "FERRY_LOG_LEVEL",
                                "error|warn|info|debug|trace", "LEVEL", "Log verbosity",
                                &R::log_level, check_log_level));

@@ -75,21 +75,10 @@ agent_session::~agent_session() {
 
 ssh::millis agent_session::now() const { return to_ms(owner().now()); }
 
-bool agent_session::session_log_pass(std::uint64_t& held) {
-    // Session and tunnel lines follow what agents do (connect, register, drop, again): bounded
-    // per shard so that churn cannot flood the log; the lines held back are counted.
-    return st_.session_log.pass(st_.log_clock(owner()), held);
-}
-
 void agent_session::on_ws_open() {
     started_ = true;
     last_pong_ = owner().now();
-    {
-        std::uint64_t held = 0;
-        if (session_log_pass(held))
-            FERRY_LOG(info, "agent connected", {"session", id_}, {"sub", printable(sub_)},
-                      {"shard", owner().id()}, {"suppressed", held});
-    }
+    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "agent connected", {"session", id_}, {"sub", printable(sub_)}, {"shard", owner().id()});
     if (auto st = sess_.start(ssh_out_, now()); !st) return end("ssh start failed", false);
     // The SSH version, key exchange and authentication must be over in time: a connection that
     // upgraded with a valid token and then says nothing would hold one of its owner's agent
@@ -110,14 +99,7 @@ void agent_session::on_ws_open() {
 
 void agent_session::on_handshake_timeout() {
     if (done_ || sess_.authenticated()) return;
-    {
-        std::uint64_t held = 0;
-        if (session_log_pass(held))
-            FERRY_LOG(info, "agent SSH handshake not finished in time: closing", {"session", id_},
-                      {"sub", printable(sub_)},
-                      {"timeout_ms", std::int64_t(r_.options().handshake_timeout.count())},
-                      {"suppressed", held});
-    }
+    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "agent SSH handshake not finished in time: closing", {"session", id_}, {"sub", printable(sub_)}, {"timeout_ms", std::int64_t(r_.options().handshake_timeout.count())});
     ws_close(ws::close_code::policy, "SSH handshake timeout");
     end("ssh handshake timeout", false);
 }
@@ -218,12 +200,7 @@ void agent_session::on_event(const ssh::session_event& ev, const slice* in) {
     case ssh::session_event_type::banner: break;
     case ssh::session_event_type::authenticated: {
         handshake_timer_.cancel();
-        {
-            std::uint64_t held = 0;
-            if (session_log_pass(held))
-                FERRY_LOG(info, "agent authenticated", {"session", id_}, {"sub", printable(sub_)},
-                          {"method", printable(ev.method)}, {"suppressed", held});
-        }
+        FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "agent authenticated", {"session", id_}, {"sub", printable(sub_)}, {"method", printable(ev.method)});
         break;
     }
     case ssh::session_event_type::channel: on_channel_event(ev.conn, in); break;
@@ -497,11 +474,7 @@ bool agent_session::tcpip_forward(std::string_view address, std::uint32_t port, 
                               ? "this user holds max_names_per_user names (online or leased)"
                               : "owned by another user";
         // An agent can ask again and again: the log says so in bounded lines.
-        std::uint64_t held = 0;
-        if (st_.refused_forward_log.pass(st_.log_clock(owner()), held)) {
-            FERRY_LOG(warn, "tunnel refused", {"tunnel", printable(name)}, {"sub", printable(sub_)},
-                      {"session", id_}, {"reason", why}, {"suppressed", held});
-        }
+        FERRY_LOG_GATED(st_.refused_forward_log, st_.log_clock(owner()), warn, "tunnel refused", {"tunnel", printable(name)}, {"sub", printable(sub_)}, {"session", id_}, {"reason", why});
         return false;
     }
     bound = port != 0 ? port : 80;
@@ -522,13 +495,7 @@ bool agent_session::tcpip_forward(std::string_view address, std::uint32_t port, 
         }
     }
     publish(owner(), r_, name, res.now);
-    {
-        std::uint64_t held = 0;
-        if (session_log_pass(held))
-            FERRY_LOG(info, "tunnel up", {"tunnel", name}, {"sub", printable(sub_)},
-                      {"session", id_}, {"shard", owner().id()}, {"replaced_session", res.replaced},
-                      {"suppressed", held});
-    }
+    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "tunnel up", {"tunnel", name}, {"sub", printable(sub_)}, {"session", id_}, {"shard", owner().id()}, {"replaced_session", res.replaced});
     return true;
 }
 
@@ -541,12 +508,7 @@ bool agent_session::cancel_tcpip_forward(std::string_view address, std::uint32_t
             if (auto l = st_.local.find(name); l != st_.local.end() && l->second == this) st_.local.erase(l);
             name_state s = r_.names().release(name, id_, true, r_.options().lease, owner().now());
             if (s.version) publish(owner(), r_, name, s);
-            {
-                std::uint64_t held = 0;
-                if (session_log_pass(held))
-                    FERRY_LOG(info, "tunnel down", {"tunnel", name}, {"session", id_},
-                              {"why", "cancelled"}, {"suppressed", held});
-            }
+            FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "tunnel down", {"tunnel", name}, {"session", id_}, {"why", "cancelled"});
             return true;
         }
     }
@@ -571,13 +533,7 @@ void agent_session::release_names(bool clean) {
         name_state s = r_.names().release(f.name, id_, clean, r_.options().lease, owner().now());
         if (s.version) publish(owner(), r_, f.name, s);
         if (s.state == name_state::kind::leased) st_.lease_until(owner(), s.until);
-        {
-            std::uint64_t held = 0;
-            if (session_log_pass(held))
-                FERRY_LOG(info, "tunnel down", {"tunnel", f.name}, {"session", id_},
-                          {"why", clean ? "released" : "leased to its owner"},
-                          {"suppressed", held});
-        }
+        FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "tunnel down", {"tunnel", f.name}, {"session", id_}, {"why", clean ? "released" : "leased to its owner"});
     }
     forwards_.clear();
 }
@@ -595,12 +551,7 @@ void agent_session::end(std::string why, bool clean) {
     auto chans = std::move(chans_);
     chans_.clear();
     for (auto& [id, c] : chans) c->ssh_gone();
-    {
-        std::uint64_t held = 0;
-        if (session_log_pass(held))
-            FERRY_LOG(info, "agent gone", {"session", id_}, {"sub", printable(sub_)},
-                      {"reason", end_reason_}, {"suppressed", held});
-    }
+    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "agent gone", {"session", id_}, {"sub", printable(sub_)}, {"reason", end_reason_});
     // The close handshake closes TCP when answered (or at its timeout); without a WebSocket
     // there is nothing to say goodbye with.
     if (started_ && codec().state() == ws::close_state::open) {

@@ -163,32 +163,23 @@ void consumer_conn::on_open() {
         conn_limits& lim = r_.limits();
         // A trusted proxy speaks for many clients: the per-address cap does not apply to it.
         auto v = lim.admit(slot_, peer_addr, false, !trusted_proxy_);
-        // At the process's cap, the oldest connection here that never presented a valid
-        // token makes room (a slow or idle one: agents and token holders keep theirs).
+        // At the process's cap a connection here that waits for a request makes room
+        // (shard_state::evict_one: unauthenticated ones first; agents never).
         if (v == conn_limits::verdict::over_total) {
             const bool unauth = st_.unauthenticated.first != nullptr;
             if (st_.evict_one()) {
                 v = lim.admit(slot_, peer_addr, true, !trusted_proxy_);
-                std::uint64_t held = 0;
-                if (st_.refused_connection_log.pass(st_.log_clock(owner()), held)) {
-                    FERRY_LOG(warn,
-                              unauth ? "at max_connections: closed the oldest unauthenticated "
-                                       "connection to make room"
-                                     : "at max_connections: closed the longest idle keep-alive "
-                                       "connection to make room",
-                              {"max_connections", std::uint64_t(lim.max_total())},
-                              {"suppressed", held});
-                }
+                FERRY_LOG_GATED(st_.refused_connection_log, st_.log_clock(owner()), warn,
+                                unauth ? "at max_connections: closed the oldest unauthenticated connection to make room"
+                                       : "at max_connections: closed the longest idle keep-alive connection to make room",
+                                {"max_connections", std::uint64_t(lim.max_total())});
             }
         }
         if (v != conn_limits::verdict::ok) {
-            std::uint64_t held = 0;
-            if (st_.refused_connection_log.pass(st_.log_clock(owner()), held)) {
-                const bool ip = v == conn_limits::verdict::over_ip;
-                FERRY_LOG(warn, ip ? "connection refused: max_connections_per_ip" : "connection refused: max_connections",
-                          {"client", client_ip_}, {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())},
-                          {"suppressed", held});
-            }
+            const bool ip = v == conn_limits::verdict::over_ip;
+            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_clock(owner()), warn,
+                            ip ? "connection refused: max_connections_per_ip" : "connection refused: max_connections",
+                            {"client", client_ip_}, {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())});
             gone_ = true;
             ph_ = phase::draining;
             close(reactor::close_mode::abort);

@@ -192,7 +192,6 @@ private:
     void end(std::string why, bool clean);
     void release_names(bool clean);
     ssh::millis now() const;
-    bool session_log_pass(std::uint64_t& held);
     static ssh::session_config make_config(agent_session* self, relay& r, reactor::shard& s);
 
     relay& r_;

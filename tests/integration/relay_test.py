@@ -631,5 +631,39 @@ class WithFerryAgent(unittest.TestCase):
             relay.cleanup()
 
 
+class KeysNotBuiltYet(unittest.TestCase):
+    """Keys for parts that are not built yet (the raw SSH listener, JWKS over HTTPS, the admin
+    listener, graceful drain) are refused at start with a message that says so, rather than
+    accepted and ignored; the defaults start."""
+
+    def test_refused_at_start_with_a_reason(self):
+        tmp = tempfile.mkdtemp(prefix="ferry-notbuilt-")
+        try:
+            secret = os.path.join(tmp, "secret")
+            with open(secret, "wb") as f:
+                f.write(b"s" * 40)
+            os.chmod(secret, 0o600)
+            base = [FERRYD, "--no-tls", "--listen", "127.0.0.1:0", "--data-dir", tmp, "--jwt-secret-file", secret]
+            for key, args in {"ssh_listen": ["--ssh-listen", "127.0.0.1:0"],
+                              "jwks_url": ["--jwks-url", "https://id.example/jwks.json"],
+                              "admin_listen": ["--admin-listen", "127.0.0.1:9999"],
+                              "drain_timeout_ms": ["--drain-timeout-ms", "5000"]}.items():
+                with self.subTest(key):
+                    r = subprocess.run(base + args, capture_output=True, text=True, timeout=30)
+                    self.assertEqual(r.returncode, 1, r.stderr)
+                    self.assertIn(f"ferryd: {key}: ", r.stderr)
+                    self.assertIn("not built yet", r.stderr)
+                    self.assertEqual(r.stdout, "")  # never listened
+            # The default admin_listen starts, and warns that nothing listens there.
+            relay = Relay(FERRYD, "--admin-listen", "127.0.0.1:9090")
+            try:
+                relay.log.wait_for("the admin listener (health, metrics, admin API) is not built yet")
+            finally:
+                relay.stop()
+                relay.cleanup()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
