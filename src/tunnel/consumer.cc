@@ -170,16 +170,20 @@ void consumer_conn::on_open() {
             if (st_.evict_one()) {
                 v = lim.admit(slot_, peer_addr, true, !trusted_proxy_);
                 FERRY_LOG_GATED(st_.refused_connection_log, st_.log_clock(owner()), warn,
-                                unauth ? "at max_connections: closed the oldest unauthenticated connection to make room"
-                                       : "at max_connections: closed the longest idle keep-alive connection to make room",
+                                unauth ? "at max_connections: closed the oldest unauthenticated "
+                                         "connection to make room"
+                                       : "at max_connections: closed the longest idle keep-alive "
+                                         "connection to make room",
                                 {"max_connections", std::uint64_t(lim.max_total())});
             }
         }
         if (v != conn_limits::verdict::ok) {
             const bool ip = v == conn_limits::verdict::over_ip;
             FERRY_LOG_GATED(st_.refused_connection_log, st_.log_clock(owner()), warn,
-                            ip ? "connection refused: max_connections_per_ip" : "connection refused: max_connections",
-                            {"client", client_ip_}, {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())});
+                            ip ? "connection refused: max_connections_per_ip"
+                               : "connection refused: max_connections",
+                            {"client", client_ip_},
+                            {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())});
             gone_ = true;
             ph_ = phase::draining;
             close(reactor::close_mode::abort);
