@@ -78,8 +78,8 @@ ssh::millis agent_session::now() const { return to_ms(owner().now()); }
 void agent_session::on_ws_open() {
     started_ = true;
     last_pong_ = owner().now();
-    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "agent connected",
-                    {"session", id_}, {"sub", printable(sub_)}, {"shard", owner().id()});
+    FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "agent connected", {"session", id_},
+                    {"sub", printable(sub_)}, {"shard", owner().id()});
     if (auto st = sess_.start(ssh_out_, now()); !st) return end("ssh start failed", false);
     // The SSH version, key exchange and authentication must be over in time: a connection that
     // upgraded with a valid token and then says nothing would hold one of its owner's agent
@@ -100,7 +100,7 @@ void agent_session::on_ws_open() {
 
 void agent_session::on_handshake_timeout() {
     if (done_ || sess_.authenticated()) return;
-    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info,
+    FERRY_LOG_GATED(st_.session_log, st_.log_now(), info,
                     "agent SSH handshake not finished in time: closing", {"session", id_},
                     {"sub", printable(sub_)},
                     {"timeout_ms", std::int64_t(r_.options().handshake_timeout.count())});
@@ -204,7 +204,7 @@ void agent_session::on_event(const ssh::session_event& ev, const slice* in) {
     case ssh::session_event_type::banner: break;
     case ssh::session_event_type::authenticated: {
         handshake_timer_.cancel();
-        FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "agent authenticated",
+        FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "agent authenticated",
                         {"session", id_}, {"sub", printable(sub_)},
                         {"method", printable(ev.method)});
         break;
@@ -480,7 +480,7 @@ bool agent_session::tcpip_forward(std::string_view address, std::uint32_t port, 
                               ? "this user holds max_names_per_user names (online or leased)"
                               : "owned by another user";
         // An agent can ask again and again: the log says so in bounded lines.
-        FERRY_LOG_GATED(st_.refused_forward_log, st_.log_clock(owner()), warn, "tunnel refused",
+        FERRY_LOG_GATED(st_.refused_forward_log, st_.log_now(), warn, "tunnel refused",
                         {"tunnel", printable(name)}, {"sub", printable(sub_)}, {"session", id_},
                         {"reason", why});
         return false;
@@ -503,7 +503,7 @@ bool agent_session::tcpip_forward(std::string_view address, std::uint32_t port, 
         }
     }
     publish(owner(), r_, name, res.now);
-    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "tunnel up", {"tunnel", name},
+    FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "tunnel up", {"tunnel", name},
                     {"sub", printable(sub_)}, {"session", id_}, {"shard", owner().id()},
                     {"replaced_session", res.replaced});
     return true;
@@ -518,8 +518,8 @@ bool agent_session::cancel_tcpip_forward(std::string_view address, std::uint32_t
             if (auto l = st_.local.find(name); l != st_.local.end() && l->second == this) st_.local.erase(l);
             name_state s = r_.names().release(name, id_, true, r_.options().lease, owner().now());
             if (s.version) publish(owner(), r_, name, s);
-            FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "tunnel down",
-                            {"tunnel", name}, {"session", id_}, {"why", "cancelled"});
+            FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "tunnel down", {"tunnel", name},
+                            {"session", id_}, {"why", "cancelled"});
             return true;
         }
     }
@@ -544,9 +544,8 @@ void agent_session::release_names(bool clean) {
         name_state s = r_.names().release(f.name, id_, clean, r_.options().lease, owner().now());
         if (s.version) publish(owner(), r_, f.name, s);
         if (s.state == name_state::kind::leased) st_.lease_until(owner(), s.until);
-        FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "tunnel down",
-                        {"tunnel", f.name}, {"session", id_},
-                        {"why", clean ? "released" : "leased to its owner"});
+        FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "tunnel down", {"tunnel", f.name},
+                        {"session", id_}, {"why", clean ? "released" : "leased to its owner"});
     }
     forwards_.clear();
 }
@@ -564,7 +563,7 @@ void agent_session::end(std::string why, bool clean) {
     auto chans = std::move(chans_);
     chans_.clear();
     for (auto& [id, c] : chans) c->ssh_gone();
-    FERRY_LOG_GATED(st_.session_log, st_.log_clock(owner()), info, "agent gone", {"session", id_},
+    FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "agent gone", {"session", id_},
                     {"sub", printable(sub_)}, {"reason", end_reason_});
     // The close handshake closes TCP when answered (or at its timeout); without a WebSocket
     // there is nothing to say goodbye with.

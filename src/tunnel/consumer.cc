@@ -85,8 +85,7 @@ consumer_conn::~consumer_conn() {
     unlist();
 }
 
-// ---- connection caps (conn_limits) and the shard's evict lists
-// -----------------------------------
+// ---- connection caps (conn_limits) and the shard's evict lists -------------------------------
 
 void consumer_conn::enter(phase p) {
     ph_ = p;
@@ -101,6 +100,7 @@ void consumer_conn::relist() {
     if (want == listed_) return;
     unlist();
     if (!want) return;
+    st_.listed.fetch_add(1, std::memory_order_relaxed);
     listed_ = want;
     list_prev_ = want->last;
     list_next_ = nullptr;
@@ -113,6 +113,7 @@ void consumer_conn::relist() {
 
 void consumer_conn::unlist() {
     if (!listed_) return;
+    st_.listed.fetch_sub(1, std::memory_order_relaxed);
     if (list_prev_)
         list_prev_->list_next_ = list_next_;
     else
@@ -131,7 +132,7 @@ void consumer_conn::authenticated() {
 }
 
 bool consumer_conn::evictable() const noexcept {
-    // Waiting for a request with nothing of the next one received yet.
+    // Waiting for a request, with nothing of the next one received yet.
     return listed_ != nullptr && head_.empty() && in_.empty();
 }
 
@@ -165,21 +166,15 @@ void consumer_conn::on_open() {
         auto v = lim.admit(slot_, peer_addr, false, !trusted_proxy_);
         // At the process's cap a connection here that waits for a request makes room
         // (shard_state::evict_one: unauthenticated ones first; agents never).
-        if (v == conn_limits::verdict::over_total) {
-            const bool unauth = st_.unauthenticated.first != nullptr;
-            if (st_.evict_one()) {
-                v = lim.admit(slot_, peer_addr, true, !trusted_proxy_);
-                FERRY_LOG_GATED(st_.refused_connection_log, st_.log_clock(owner()), warn,
-                                unauth ? "at max_connections: closed the oldest unauthenticated "
-                                         "connection to make room"
-                                       : "at max_connections: closed the longest idle keep-alive "
-                                         "connection to make room",
-                                {"max_connections", std::uint64_t(lim.max_total())});
-            }
+        if (v == conn_limits::verdict::over_total && r_.make_room(owner())) {
+            v = lim.admit(slot_, peer_addr, true, !trusted_proxy_);
+            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_now(), warn,
+                            "at max_connections: closed a waiting connection to make room",
+                            {"max_connections", std::uint64_t(lim.max_total())});
         }
         if (v != conn_limits::verdict::ok) {
             const bool ip = v == conn_limits::verdict::over_ip;
-            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_clock(owner()), warn,
+            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_now(), warn,
                             ip ? "connection refused: max_connections_per_ip"
                                : "connection refused: max_connections",
                             {"client", client_ip_},

@@ -44,10 +44,29 @@ reactor::connection_factory relay::factory() {
         // At the connection cap with nobody here to evict (every connection on this shard has
         // presented a valid token): the socket is closed at once, before it costs anything.
         if (limits_->max_total() != 0 && limits_->total() >= limits_->max_total() &&
-            !shards_[s.id()]->may_evict())
+            !room_anywhere())
             return nullptr;
         return std::make_unique<consumer_conn>(*this, s);
     };
+}
+
+bool relay::room_anywhere() const noexcept {
+    for (const auto& st : shards_)
+        if (st->listed.load(std::memory_order_relaxed) != 0) return true;
+    return false;
+}
+
+bool relay::make_room(reactor::shard& on) {
+    if (shards_[on.id()]->evict_one()) return true;
+    // The room is on another shard: it closes one of its own (a message; the count comes back
+    // when that connection is gone, so the process is one over its cap meanwhile, which the
+    // descriptor reserve absorbs).
+    for (unsigned k = 0; k < shards_.size(); ++k) {
+        if (k == on.id() || shards_[k]->listed.load(std::memory_order_relaxed) == 0) continue;
+        on.post(k, [this](reactor::shard& sh) { (void)state(sh.id()).evict_one(); });
+        return true;
+    }
+    return false;
 }
 
 std::string relay::host_key_fingerprint() const {
@@ -113,22 +132,31 @@ void shard_state::sweep_leases(reactor::shard& sh) {
 }
 
 bool shard_state::evict_one() {
-    // Lists hold only connections waiting for a request; one that is receiving a head is
-    // passed over (a few are looked at), so a token holder's request is not cut.
-    for (evict_list* l : {&unauthenticated, &idle}) {
-        unsigned looked = 0;
-        for (consumer_conn* c = l->first; c && looked < 16; c = c->list_next_, ++looked) {
-            if (c->evictable() || l == &unauthenticated) {
-                c->evict();
-                return true;
-            }
+    // The lists hold only connections waiting for a request. Without a valid token the least
+    // recently active goes, whatever it has sent of a head (a slow head is the attack); of
+    // token holders only one with nothing of its next request received yet (a few are looked
+    // at), so a request on its way is not cut.
+    if (consumer_conn* c = unauthenticated.first) {
+        FERRY_LOG_GATED(refused_connection_log, log_now(), info,
+                        "closing the least recently active unauthenticated connection for room");
+        c->evict();
+        return true;
+    }
+    unsigned looked = 0;
+    for (consumer_conn* c = idle.first; c && looked < 16; c = c->list_next_, ++looked) {
+        if (c->evictable()) {
+            FERRY_LOG_GATED(refused_connection_log, log_now(), info,
+                            "closing the longest idle keep-alive connection for room");
+            c->evict();
+            return true;
         }
     }
     return false;
 }
 
-std::int64_t shard_state::log_clock(const reactor::shard& sh) const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(sh.now().time_since_epoch()).count();
+std::int64_t shard_state::log_now() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now().time_since_epoch())
+        .count();
 }
 
 void shard_state::random(std::span<std::byte> out) {

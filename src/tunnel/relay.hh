@@ -116,8 +116,13 @@ public:
     shard_state& state(unsigned shard) noexcept { return *shards_[shard]; }
     registry& names() noexcept { return *registry_; }
     conn_limits& limits() noexcept { return *limits_; }
+    // At the connection cap: makes room on `on` (this thread's shard) if it can, else asks
+    // another shard that has a connection to close. False when no shard has one.
+    bool make_room(reactor::shard& on);
 
 private:
+    bool room_anywhere() const noexcept;  // some shard has a connection it may close for room
+
     relay_options opt_;
     std::unique_ptr<registry> registry_;
     std::unique_ptr<conn_limits> limits_;

@@ -1,6 +1,7 @@
 #pragma once
 // Internals of the relay (relay.hh): the per-shard state and the two connection handlers.
 // Included by relay.cc, agent_session.cc and consumer.cc only.
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -80,7 +81,10 @@ struct shard_state {
     evict_list idle;
     // Closes the first evictable one (an unauthenticated one if any); false when there is none.
     bool evict_one();
-    bool may_evict() const noexcept { return unauthenticated.first || idle.first; }
+    // How many connections the two lists hold: written by this shard, read by the others when
+    // the process is at its cap (consumers of a tunnel live on its agent's shard, so room is
+    // often on another shard than the one that accepts).
+    std::atomic<std::uint32_t> listed{0};
 
     // Applies a registry change to the replica; wakes waiting consumers when the name is
     // online (here or elsewhere) or gone.
@@ -88,7 +92,7 @@ struct shard_state {
     // A name released on `sh` (this shard) is leased until `until`: sweep the registry then.
     void lease_until(reactor::shard& sh, steady::time_point until);
     void sweep_leases(reactor::shard& sh);
-    std::int64_t log_clock(const reactor::shard& sh) const;
+    std::int64_t log_now() const;  // the clock of the log gates (ms)
     void random(std::span<std::byte> out);
     // A fresh 32-character request id into `id` (a connection's string, reused per request).
     void new_request_id(std::string& id);
@@ -232,7 +236,7 @@ public:
     ~consumer_conn() override;
 
     // ---- for the shard's eviction (max_connections) ----
-    bool evictable() const noexcept;  // in an evict_list, no request bytes half received
+    bool evictable() const noexcept;  // listed, and nothing of its next request received
     void evict();
     consumer_conn* list_next_ = nullptr;  // links of the evict_list it is in (shard_state)
     consumer_conn* list_prev_ = nullptr;

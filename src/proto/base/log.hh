@@ -74,12 +74,12 @@ private:
 
 // FERRY_LOG through a log::gate: written when the level is on and the gate lets it pass, with a
 // `suppressed` field counting the lines the gate held back since the last one.
-#define FERRY_LOG_GATED(gate, now_ms, lvl, msg, ...)                             \
-    do {                                                                         \
-        if (::ferry::log::enabled(::ferry::log::level::lvl)) {                   \
-            std::uint64_t ferry_held_ = 0;                                       \
-            if ((gate).pass((now_ms), ferry_held_))                              \
-                ::ferry::log::write(::ferry::log::level::lvl, msg,               \
-                                    {__VA_ARGS__, {"suppressed", ferry_held_}}); \
-        }                                                                        \
+#define FERRY_LOG_GATED(gate, now_ms, lvl, msg, ...)                                         \
+    do {                                                                                     \
+        if (::ferry::log::enabled(::ferry::log::level::lvl)) {                               \
+            std::uint64_t ferry_held_ = 0;                                                   \
+            if ((gate).pass((now_ms), ferry_held_))                                          \
+                ::ferry::log::write(::ferry::log::level::lvl, msg,                           \
+                                    {__VA_OPT__(__VA_ARGS__, ){"suppressed", ferry_held_}}); \
+        }                                                                                    \
     } while (0)
