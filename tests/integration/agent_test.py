@@ -35,6 +35,8 @@ import threading
 import time
 import unittest
 
+from ferry_harness import serve_in_threads
+
 FERRY = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry")
 SERVER = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build/tests/ssh/ssh_test_server")
 CERTGEN = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry-certgen")
@@ -210,15 +212,7 @@ class SourceSink:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._run, args=(c,), daemon=True).start()
+        serve_in_threads(self.sock, self._run)
 
     def _run(self, c):
         try:

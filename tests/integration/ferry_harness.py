@@ -320,6 +320,20 @@ def write_token(directory, token, name="token"):
     return path
 
 
+def serve_in_threads(listener, handle):
+    """Accepts connections on the listening socket in a daemon thread and runs handle(conn) for
+    each in a daemon thread of its own, until the listener is closed."""
+    def accept():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
 def stop_process(proc, kill=False, timeout=10):
     """SIGTERM (or SIGKILL), then SIGKILL if it has not exited within `timeout` s; the exit code."""
     if proc.poll() is None:

@@ -35,7 +35,8 @@ import time
 import unittest
 import urllib.parse
 
-from ferry_harness import FerryAgent, Relay, SshAgent, Upstream, agent_token, mint, write_token
+from ferry_harness import (FerryAgent, Relay, SshAgent, Upstream, agent_token, mint, serve_in_threads,
+                           write_token)
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
@@ -1019,15 +1020,7 @@ class RawUpstream:
         self.requests = []
         self.lock = threading.Lock()
         self.cv = threading.Condition(self.lock)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        serve_in_threads(self.sock, self._serve)
 
     @staticmethod
     def _complete(data):
