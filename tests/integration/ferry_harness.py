@@ -69,37 +69,39 @@ class LogReader:
                 self.lines.append(line.rstrip("\n"))
                 self.cv.notify_all()
 
-    def wait_for(self, text, timeout=15, start=0):
-        """Index of the first line at or after `start` containing `text` (all of them if a
-        list), or raises."""
-        want = text if isinstance(text, (list, tuple)) else [text]
+    def _wait(self, check, timeout, failure):
+        """Under the lock, until check() returns something other than None (returned), or
+        raises AssertionError(failure()) after `timeout` seconds."""
         deadline = time.time() + timeout
         with self.cv:
             while True:
-                for i in range(start, len(self.lines)):
-                    if all(w in self.lines[i] for w in want):
-                        return i
+                v = check()
+                if v is not None:
+                    return v
                 left = deadline - time.time()
                 if left <= 0:
-                    raise AssertionError(f"no log line with {want} in {timeout}s; log:\n" +
-                                         "\n".join(self.lines[-40:]))
+                    raise AssertionError(failure() + "; log:\n" + "\n".join(self.lines[-40:]))
                 self.cv.wait(left)
+
+    @staticmethod
+    def _matches(text):
+        want = text if isinstance(text, (list, tuple)) else [text]
+        return want, lambda line: all(w in line for w in want)
+
+    def wait_for(self, text, timeout=15, start=0):
+        """Index of the first line at or after `start` containing `text` (all of them if a
+        list), or raises."""
+        want, match = self._matches(text)
+        return self._wait(lambda: next((i for i in range(start, len(self.lines)) if match(self.lines[i])), None),
+                          timeout, lambda: f"no log line with {want} in {timeout}s")
 
     def wait_count(self, text, n, timeout=15, start=0):
         """Blocks until at least `n` lines at or after `start` contain `text` (all of them if a
         list); returns the count, or raises."""
-        want = text if isinstance(text, (list, tuple)) else [text]
-        deadline = time.time() + timeout
-        with self.cv:
-            while True:
-                got = sum(1 for l in self.lines[start:] if all(w in l for w in want))
-                if got >= n:
-                    return got
-                left = deadline - time.time()
-                if left <= 0:
-                    raise AssertionError(f"{got} of {n} log lines with {want} in {timeout}s; log:\n" +
-                                         "\n".join(self.lines[-20:]))
-                self.cv.wait(left)
+        want, match = self._matches(text)
+        count = lambda: sum(1 for l in self.lines[start:] if match(l))
+        return self._wait(lambda: (lambda got: got if got >= n else None)(count()), timeout,
+                          lambda: f"{count()} of {n} log lines with {want} in {timeout}s")
 
     def close(self):
         """After the process exited: wait for the last lines, then close the pipe (a child that
