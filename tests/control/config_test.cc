@@ -433,6 +433,22 @@ TEST(ConfigRelay, StringValidators) {
     EXPECT_MSG(relay({"--public-tunnels", "ok,a,"}), "public_tunnels: expected a non-empty entry");
 }
 
+// The issue 11 keys: trusted_proxies (CIDRs) and agent_scope (one scope token).
+TEST(ConfigRelay, TrustedProxiesAndAgentScope) {
+    auto ok = relay({"--trusted-proxies", "10.0.0.0/8, 2001:db8::/32,192.0.2.7", "--agent-scope", "tunnels:register"});
+    ASSERT_TRUE(ok.r) << ok.msg;
+    EXPECT_EQ(ok.r->trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7"}));
+    EXPECT_EQ(ok.r->agent_scope, "tunnels:register");
+    EXPECT_EQ(relay({}).r->agent_scope, "ferry:agent");
+    EXPECT_MSG(relay({"--trusted-proxies", "10.0.0.1/8"}),
+               "trusted_proxies: expected an IP network like 10.0.0.0/8 or 2001:db8::/32 (address has bits set "
+               "below the prefix length), got \"10.0.0.1/8\"");
+    EXPECT_MSG(relay({"--trusted-proxies", "proxy.example"}), "trusted_proxies: expected an IP network");
+    EXPECT_MSG(relay({"--agent-scope", "a b"}), "agent_scope: expected one scope token");
+    EXPECT_MSG(relay({"--agent-scope", ""}), "agent_scope: expected a scope token");
+    EXPECT_MSG(relay({"--max-pipelined-requests", "0"}), "max_pipelined_requests: 1..1024, got 0");
+}
+
 TEST(ConfigRelay, TunnelNamesFollowDnsLabelRules) {
     for (const std::string& bad :
          std::vector<std::string>{"-a", "a-", "A", "a_b", "a.b", std::string(64, 'a'), "é"}) {
