@@ -598,9 +598,12 @@ class AgentTest(unittest.TestCase):
                          "-R", "viassh:80:127.0.0.1:%d" % self.http.server_address[1], "tester@relay"], "ssh")
         port = self.forward_port(self.server, "viassh", timeout=20)
         self.assertEqual(http_get(port, "/hello"), (200, b"hello from upstream\n"))
-        ssh.signal(signal.SIGTERM)  # ssh exits, `ferry connect` sees EOF on stdin: close 1000
+        ssh.signal(signal.SIGTERM)  # ssh exits: `ferry connect` closes the WebSocket cleanly
         ssh.p.wait(10)
-        self.shim.wait_re(r"^closed .* code=1000")
+        # With 1000 when it sees EOF on stdin first, 1001 (going away) when writing to its
+        # stdout failed first: which one depends on which event the loop handles first (a
+        # loaded host saw 1001). Never an abrupt close (1006).
+        self.shim.wait_re(r"^closed .* code=100[01]$")
 
     def test_connect_refused_token(self):
         self.server = self.start_server()
