@@ -1,4 +1,4 @@
-// Fuzz target `ingress`: the relay's consumer ingress logic (src/tunnel/ingress) on arbitrary
+// Fuzz target `ingress`: the relay's consumer ingress logic (src/relay/ingress) on arbitrary
 // heads. The input is parsed as a request head and as a response head (http1 parsers), then:
 //   * route_request: a route names a valid tunnel, its target is origin-form without a fragment,
 //     and a path-form route came from "/t/<that tunnel>" and has no dot segment in any spelling
@@ -30,10 +30,10 @@
 
 #include "proto/http1/http1.hh"
 #include "proto/jwt/json.hh"
-#include "tunnel/ingress.hh"
+#include "relay/ingress.hh"
 
 using namespace ferry;
-using namespace ferry::tunnel::ingress;
+using namespace ferry::relay::ingress;
 using ferry::http1::iequals;
 
 namespace {

@@ -1,4 +1,4 @@
-// Fuzz target `known_hosts`: the agent's known_hosts reader (src/tunnel/known_hosts.hh) and its
+// Fuzz target `known_hosts`: the agent's known_hosts reader (src/agent/known_hosts.hh) and its
 // standard base64.
 //
 // Input: byte 0 picks the host name looked up ("[relay]:8443", "relay", or the first
@@ -10,10 +10,10 @@
 #include <string>
 #include <string_view>
 
-#include "tunnel/known_hosts.hh"
+#include "agent/known_hosts.hh"
 
 using namespace ferry;
-using namespace ferry::tunnel;
+using namespace ferry::agent;
 
 #define CHECK(c)                    \
     do {                            \

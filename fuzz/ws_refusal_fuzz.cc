@@ -1,5 +1,5 @@
 // Fuzz target `ws_refusal`: how the WebSocket client reads a server's refusal of its upgrade
-// (tunnel::parse_refusal over a head parsed by ws::parse_response_head): the relay's 401/403/
+// (link::parse_refusal over a head parsed by ws::parse_response_head): the relay's 401/403/
 // 429/503 answers with a JSON error body and Retry-After, or anything a hostile server sends.
 //
 // Input: an HTTP response head followed by a body, split into chunks whose first byte gives
@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "link/ws_client.hh"
 #include "proto/ws/handshake.hh"
-#include "tunnel/ws_client.hh"
 
 using namespace ferry;
 
@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto r = ws::parse_response_head(as_bytes(buf), resp, storage);
     CHECK(r && *r == used);
     std::string body = buf.substr(used, 4096);
-    tunnel::ws_refusal f = tunnel::parse_refusal(resp.status, resp.headers, body);
+    link::ws_refusal f = link::parse_refusal(resp.status, resp.headers, body);
     CHECK(f.status == resp.status);
     CHECK(f.retry_after <= 86400);
     CHECK(printable(f.code, 64));

@@ -1,5 +1,5 @@
 // tunnel_swarm: many agent sessions from one process, for the relay's memory per idle tunnel and
-// its tunnel set-up rate (issue 5). Each session is a real `tunnel::agent` (the code `ferry agent`
+// its tunnel set-up rate (issue 5). Each session is a real `agent::agent` (the code `ferry agent`
 // runs: TCP, optional TLS, GET /tunnel upgrade, SSH client handshake with curve25519 and
 // ed25519, `none` auth with the JWT, one `tcpip-forward` per session) on one reactor shard, with
 // its own token (sub = PREFIX-i, so that the relay's agents-per-user limit does not apply) and
@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent.hh"
 #include "control/keys.hh"
 #include "proto/base/log.hh"
 #include "proto/jwt/mint.hh"
@@ -45,7 +46,6 @@
 #include "proto/tls/context.hh"
 #include "reactor/engine.hh"
 #include "reactor/timer.hh"
-#include "tunnel/agent.hh"
 
 using namespace ferry;
 using steady = std::chrono::steady_clock;
@@ -76,10 +76,10 @@ double cpu_seconds() {
 struct swarm {
     reactor::shard& sh;
     const args& a;
-    tunnel::agent_options base;
+    agent::agent_options base;
     std::vector<std::string>& tokens;
     ssh::rng& rng;
-    std::vector<std::unique_ptr<tunnel::agent>> agents;
+    std::vector<std::unique_ptr<agent::agent>> agents;
     // The current step.
     std::size_t next = 0, step_end = 0;
     std::vector<std::size_t> in_flight;           // indexes into agents
@@ -91,7 +91,7 @@ struct swarm {
     reactor::timer tick;
     std::function<void(std::string)> report;
 
-    swarm(reactor::shard& s, const args& ar, tunnel::agent_options b, std::vector<std::string>& t, ssh::rng& r)
+    swarm(reactor::shard& s, const args& ar, agent::agent_options b, std::vector<std::string>& t, ssh::rng& r)
         : sh(s), a(ar), base(std::move(b)), tokens(t), rng(r), tick(s, [this] { poll(); }) {}
 
     void go(std::size_t n, std::function<void(std::string)> done) {
@@ -108,11 +108,11 @@ struct swarm {
     void fill() {
         while (in_flight.size() < a.concurrency && next < step_end) {
             const std::size_t i = next++;
-            tunnel::agent_options o = base;
+            agent::agent_options o = base;
             std::string tok = tokens[i];
             o.token = [tok]() -> result<std::string> { return tok; };
             o.tunnels[0].name = a.prefix + "-" + std::to_string(i);
-            agents.push_back(std::make_unique<tunnel::agent>(sh, std::move(o), rng, [](int) {}));
+            agents.push_back(std::make_unique<agent::agent>(sh, std::move(o), rng, [](int) {}));
             started_at.push_back(steady::now());
             in_flight.push_back(i);
             agents[i]->start();
@@ -124,10 +124,10 @@ struct swarm {
         const steady::time_point now = steady::now();
         for (std::size_t k = 0; k < in_flight.size();) {
             const std::size_t i = in_flight[k];
-            const tunnel::agent& ag = *agents[i];
+            const agent::agent& ag = *agents[i];
             const bool up = ag.stats().forwards_ok > 0;
-            const bool bad = ag.stats().forwards_refused > 0 || ag.state() == tunnel::agent_state::stopped ||
-                             ag.state() == tunnel::agent_state::waiting;
+            const bool bad = ag.stats().forwards_refused > 0 || ag.state() == agent::agent_state::stopped ||
+                             ag.state() == agent::agent_state::waiting;
             if (up || bad) {
                 if (up) setup_ms.push_back(std::chrono::duration<double, std::milli>(now - started_at[i]).count());
                 else ++failed;
@@ -158,7 +158,7 @@ struct swarm {
 
     std::size_t count_up() const {
         std::size_t n = 0;
-        for (const auto& ag : agents) n += ag->state() == tunnel::agent_state::up;
+        for (const auto& ag : agents) n += ag->state() == agent::agent_state::up;
         return n;
     }
 };
@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
     auto secret = control::read_hs256_secret(a.secret_file, message);
     if (!secret) return usage(("--secret-file: " + message).c_str());
 
-    tunnel::agent_options o;
+    agent::agent_options o;
     // With TLS the agent connects to relay_host (the certificate's name, SNI); `resolve` maps it
     // to the given address without DNS.
     o.relay_host = a.tls ? a.sni : a.relay.substr(0, a.relay.rfind(':'));

@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "proto/http1/http1.hh"
-#include "tunnel/ingress.hh"
-#include "tunnel/rate_limit.hh"
-#include "tunnel/registry.hh"
+#include "relay/ingress.hh"
+#include "relay/rate_limit.hh"
+#include "relay/registry.hh"
 
 using namespace ferry;
-using namespace ferry::tunnel;
+using namespace ferry::relay;
 
 namespace {
 

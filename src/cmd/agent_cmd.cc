@@ -22,7 +22,9 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent.hh"
 #include "control/config.hh"
+#include "link/ws_client.hh"
 #include "proto/base/log.hh"
 #include "proto/ssh/crypto.hh"
 #include "proto/tls/context.hh"
@@ -30,8 +32,6 @@
 #include "proto/ws/codec.hh"
 #include "proto/ws/handshake.hh"
 #include "reactor/engine.hh"
-#include "tunnel/agent.hh"
-#include "tunnel/ws_client.hh"
 
 using namespace ferry;
 
@@ -164,7 +164,7 @@ int agent_main(int argc, char** argv) {
     log::level lvl;
     if (log::parse_level(s.log_level, lvl)) log::set_level(lvl);
 
-    tunnel::agent_options o;
+    agent::agent_options o;
     o.relay_host = s.relay_target.host;
     o.relay_port = s.relay_target.port;
     o.relay_path = s.relay_target.path;
@@ -187,7 +187,7 @@ int agent_main(int argc, char** argv) {
     }
     o.known_hosts = s.known_hosts;
     o.max_attempts = s.max_attempts;
-    tunnel::agent_timings& tm = o.timings;
+    agent::agent_timings& tm = o.timings;
     using ms = std::chrono::milliseconds;
     tm.connect_timeout = ms(s.connect_timeout_ms) + ms(s.handshake_timeout_ms);
     tm.ssh_timeout = ms(s.handshake_timeout_ms);
@@ -227,9 +227,9 @@ int agent_main(int argc, char** argv) {
     }
     std::shared_ptr<ssh::system_rng> random(std::move(*rng));  // used on the shard only
     // The agent lives on shard 0: created, used and destroyed there.
-    auto holder = std::make_shared<std::unique_ptr<tunnel::agent>>();
+    auto holder = std::make_shared<std::unique_ptr<agent::agent>>();
     e.post(0, [holder, random, opts = std::move(o)](reactor::shard& sh) mutable {
-        *holder = std::make_unique<tunnel::agent>(sh, std::move(opts), *random, [holder, &sh](int code) {
+        *holder = std::make_unique<agent::agent>(sh, std::move(opts), *random, [holder, &sh](int code) {
             // Not from inside the agent's own call stack: destroy it on the next loop pass.
             // The main thread stops the engine once it sees the code (a shard posting to itself
             // from inside a message would not be woken up for it).
@@ -545,7 +545,7 @@ int connect_main(int argc, char** argv) {
             body += plain.to_string();
             plain.clear();
         }
-        tunnel::ws_refusal r = tunnel::parse_refusal(resp.status, resp.headers, body.substr(0, want));
+        link::ws_refusal r = link::parse_refusal(resp.status, resp.headers, body.substr(0, want));
         std::fprintf(stderr, "ferry connect: the relay refused the upgrade: HTTP %d %s%s%s\n", resp.status,
                      r.code.c_str(), r.message.empty() ? "" : ": ", r.message.c_str());
         return 1;

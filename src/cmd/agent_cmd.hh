@@ -2,7 +2,7 @@
 // `ferry agent` and `ferry connect` (SPEC §4). The `ferry` binary's dispatcher
 // (ferry_main.cc) calls these with argv[0] = the subcommand name; they return the exit code.
 //
-//   agent_main    the agent: settings (control::parse_agent_args) -> tunnel::agent_options, one
+//   agent_main    the agent: settings (control::parse_agent_args) -> agent::agent_options, one
 //                 reactor shard, SIGTERM/SIGINT = graceful stop (a second one: stop now).
 //                 Exit 0 after a clean stop, 1 on a fatal error (host key mismatch,
 //                 --max-attempts reached, bad TLS material), 2 on usage errors.

@@ -18,10 +18,10 @@
 #include <string_view>
 
 #include "cmd/ws_echo.hh"
+#include "link/tls_transform.hh"
 #include "proto/base/log.hh"
 #include "proto/tls/context.hh"
 #include "reactor/engine.hh"
-#include "tunnel/tls_transform.hh"
 
 namespace {
 
@@ -41,7 +41,7 @@ struct options {
     enum class mode { none, tcp, ws } mode = mode::none;
     std::string listen = "127.0.0.1:0";
     config cfg;
-    tunnel::ws_server_options ws;
+    link::ws_server_options ws;
     tls::server_options tls;  // used when cert and key are given
 };
 
@@ -112,7 +112,7 @@ int serve(const options& o, connection_factory make) {
                          o.tls.key_file.c_str(), e.sys ? ": " : "", e.sys ? std::strerror(e.sys) : "");
             return 1;
         }
-        make = tunnel::with_tls(std::move(*ctx), std::move(make));
+        make = link::with_tls(std::move(*ctx), std::move(make));
     }
 
     // Block the stop signals before any thread exists so only sigwait() below sees them.

@@ -1,5 +1,5 @@
 // ferryd: the relay. Flag parsing and wiring only (SPEC §5): settings from src/control, the data
-// plane from src/tunnel, the engine from src/reactor.
+// plane from src/relay, the engine from src/reactor.
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -12,12 +12,12 @@
 
 #include "control/config.hh"
 #include "control/keys.hh"
+#include "link/tls_transform.hh"
 #include "proto/base/log.hh"
 #include "proto/tls/context.hh"
 #include "reactor/engine.hh"
 #include "reactor/ip_prefix.hh"
-#include "tunnel/relay.hh"
-#include "tunnel/tls_transform.hh"
+#include "relay/relay.hh"
 
 namespace {
 
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     if (log::level l; log::parse_level(s.log_level, l)) log::set_level(l);
 
     // Everything is loaded and checked before anything listens.
-    tunnel::relay_options ro;
+    relay::relay_options ro;
     auto jwt = control::load_jwt_keys(s, message);
     if (!jwt) return fatal("JWT keys", message);
     for (const auto& n : jwt->notes) FERRY_LOG(warn, "JWT key set", {"note", n});
@@ -180,10 +180,10 @@ int main(int argc, char** argv) {
     auto eng = reactor::engine::start(rc);
     if (!eng) return fatal("cannot start the reactor", describe(eng.err()));
 
-    tunnel::relay relay(std::move(ro));
+    relay::relay relay(std::move(ro));
     if (auto st = relay.prepare((*eng)->size()); !st) return fatal("relay", describe(st.err()));
     reactor::connection_factory make = relay.factory();
-    if (tls_ctx) make = tunnel::with_tls(tls_ctx, std::move(make));
+    if (tls_ctx) make = link::with_tls(tls_ctx, std::move(make));
     auto bound = (*eng)->listen(*addr, std::move(make));
     if (!bound) return fatal("listen", s.listen + ": " + describe(bound.err()));
 

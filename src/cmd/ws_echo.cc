@@ -4,7 +4,7 @@ namespace ferry::cmd {
 
 namespace {
 
-class ws_echo final : public tunnel::ws_server_connection {
+class ws_echo final : public link::ws_server_connection {
 public:
     using ws_server_connection::ws_server_connection;
 
@@ -23,7 +23,7 @@ protected:
 
 }  // namespace
 
-reactor::connection_factory ws_echo_factory(const tunnel::ws_server_options& opt) {
+reactor::connection_factory ws_echo_factory(const link::ws_server_options& opt) {
     return [opt](reactor::shard& s) -> std::unique_ptr<reactor::connection> {
         return std::make_unique<ws_echo>(s, opt);
     };

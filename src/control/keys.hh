@@ -9,7 +9,7 @@
 // Every error message names the file and says what is wrong with it; no message ever contains
 // key material.
 //
-// The agent's known_hosts store (TOFU) is tunnel::known_hosts_verifier (tunnel/known_hosts.hh).
+// The agent's known_hosts store (TOFU) is agent::known_hosts_verifier (agent/known_hosts.hh).
 #include <array>
 #include <cstddef>
 #include <memory>

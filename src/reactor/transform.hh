@@ -1,6 +1,6 @@
 #pragma once
 // A byte transform between a connection's socket and its handler: TLS is the one user (see
-// src/tunnel/tls_transform.hh). The reactor knows only this interface, never a protocol.
+// src/link/tls_transform.hh). The reactor knows only this interface, never a protocol.
 //
 // With a transform installed (connection::set_transform), on_data receives what `decode`
 // produced, and send()/output() take bytes that `encode` turns into wire bytes just before the

@@ -1,0 +1,917 @@
+// Consumer connections: every accepted socket starts here. Reads a request head, then either
+// hands the socket to an agent session (`GET /tunnel` upgrade), or to the shard that serves the
+// tunnel, or runs the request through a forwarded-tcpip channel of a local agent session.
+//
+// One request at a time per connection (pipelined requests wait in in_ with reading paused).
+// Flow control, both ways:
+//  * consumer -> agent: body bytes go to send_data(); what the agent's window does not take
+//    stays in up_ and reading pauses until `writable`.
+//  * agent -> consumer: channel data is linked into our output; consumed() (which reopens the
+//    agent's window) only runs while our queued output is at or below its watermark.
+// Timeouts: the head (slowloris), idle keep-alive, the queue wait, time to the first response
+// byte, and the flush before close.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "proto/base/log.hh"
+#include "proto/http1/writer.hh"
+#include "relay/conn_limits.hh"
+#include "relay/ingress.hh"
+#include "relay/agent_conn.hh"
+#include "relay/consumer_conn.hh"
+#include "relay/shard_state.hh"
+
+namespace ferry::relay {
+
+namespace {
+
+constexpr std::size_t kOutputWatermark = 1 << 20;
+// Bytes read ahead (pipelined requests, or the start of a body not yet sent) before reading
+// pauses.
+constexpr std::size_t kPipelineBuffer = 64 * 1024;
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+bool is_tunnel_upgrade(const http1::request_head& h) {
+    std::string_view t = h.target;
+    if (t.substr(0, 7) != "/tunnel") return false;
+    if (t.size() > 7 && t[7] != '?') return false;
+    return h.upgrade;
+}
+
+// Calls put(slice) with what pass_through said to forward of s[from, from + p.consumed): all of
+// it but a chunked body's trailer field lines (p.dropped), which are never forwarded.
+template <class Put>
+void forward_part(const slice& s, std::size_t from, const http1::progress& p, Put&& put) {
+    if (p.consumed == 0) return;
+    if (p.dropped.empty()) return put(s.sub(from, p.consumed));
+    const auto at = static_cast<std::size_t>(p.dropped.data() - s.data());
+    const std::size_t end = from + p.consumed, cut_end = at + p.dropped.size();
+    if (at > from) put(s.sub(from, at - from));
+    if (end > cut_end) put(s.sub(cut_end, end - cut_end));
+}
+
+http1::limits head_limits(const relay_options& o) {
+    http1::limits l = o.head_limits;
+    l.max_body = o.max_body_bytes ? o.max_body_bytes : ~std::uint64_t(0);
+    return l;
+}
+
+}  // namespace
+
+consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops, conn_limits::slot slot,
+                             bool authenticated)
+    : r_(r),
+      st_(r.state(s.id())),
+      slot_(std::move(slot)),
+      hops_(hops),
+      timer_(s, [this] { on_timer(); }),
+      recheck_(s, [this] { settle(); }),
+      again_(s, [this] {
+          if (ph_ == phase::head && !waiting_reader_) step();
+      }),
+      parser_(head_limits(r.options())),
+      req_body_(head_limits(r.options())),
+      resp_parser_(http1::limits{}),
+      resp_body_(http1::limits{.max_body = ~std::uint64_t(0)}) {
+    set_output_watermark(kOutputWatermark);
+    authenticated_ = authenticated;
+}
+
+consumer_conn::~consumer_conn() {
+    unlist();
+}
+
+// ---- connection caps (conn_limits) and the shard's evict lists -------------------------------
+
+void consumer_conn::enter(phase p) {
+    ph_ = p;
+    relist();
+}
+
+void consumer_conn::relist() {
+    // In a list while waiting for a request; which one depends on whether a valid token was
+    // ever presented. Joining (again) puts it at the back: least recently active goes first.
+    evict_list* want = nullptr;
+    if (!gone_ && ph_ == phase::head) want = authenticated_ ? &st_.idle : &st_.unauthenticated;
+    if (want == listed_) return;
+    unlist();
+    if (!want) return;
+    st_.listed.fetch_add(1, std::memory_order_relaxed);
+    listed_ = want;
+    list_prev_ = want->last;
+    list_next_ = nullptr;
+    if (want->last)
+        want->last->list_next_ = this;
+    else
+        want->first = this;
+    want->last = this;
+}
+
+void consumer_conn::unlist() {
+    if (!listed_) return;
+    st_.listed.fetch_sub(1, std::memory_order_relaxed);
+    if (list_prev_)
+        list_prev_->list_next_ = list_next_;
+    else
+        listed_->first = list_next_;
+    if (list_next_)
+        list_next_->list_prev_ = list_prev_;
+    else
+        listed_->last = list_prev_;
+    list_prev_ = list_next_ = nullptr;
+    listed_ = nullptr;
+}
+
+void consumer_conn::authenticated() {
+    authenticated_ = true;
+    relist();
+}
+
+bool consumer_conn::evictable() const noexcept {
+    // Waiting for a request, with nothing of the next one received yet.
+    return listed_ != nullptr && head_.empty() && in_.empty();
+}
+
+void consumer_conn::evict() {
+    gone_ = true;
+    unlist();
+    ph_ = phase::draining;
+    timer_.cancel();
+    close(reactor::close_mode::abort);
+    slot_.release();  // the room is needed now, not when the socket is gone
+}
+
+// ---- socket events -----------------------------------------------------------------------
+
+void consumer_conn::on_open() {
+    reactor::address peer_addr;
+    if (auto p = peer()) {
+        peer_addr = *p;
+        std::string a = p->to_string();
+        auto colon = a.rfind(':');
+        if (colon != std::string::npos) a.resize(colon);
+        if (a.size() > 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
+        client_ip_ = std::move(a);
+        client_port_ = p->port();
+        for (const reactor::ip_prefix& t : r_.options().trusted_proxies)
+            if (t.contains(*p)) trusted_proxy_ = true;
+    }
+    if (!slot_.counted()) {  // just accepted (a connection handed over brings its count)
+        conn_limits& lim = r_.limits();
+        // A trusted proxy speaks for many clients: the per-address cap does not apply to it.
+        auto v = lim.admit(slot_, peer_addr, false, !trusted_proxy_);
+        // At the process's cap a connection here that waits for a request makes room
+        // (shard_state::evict_one: unauthenticated ones first; agents never).
+        if (v == conn_limits::verdict::over_total && r_.make_room(owner())) {
+            v = lim.admit(slot_, peer_addr, true, !trusted_proxy_);
+            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_now(), warn,
+                            "at max_connections: closed a waiting connection to make room",
+                            {"max_connections", std::uint64_t(lim.max_total())});
+        }
+        if (v != conn_limits::verdict::ok) {
+            const bool ip = v == conn_limits::verdict::over_ip;
+            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_now(), warn,
+                            ip ? "connection refused: max_connections_per_ip"
+                               : "connection refused: max_connections",
+                            {"client", client_ip_},
+                            {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())});
+            gone_ = true;
+            ph_ = phase::draining;
+            close(reactor::close_mode::abort);
+            return;
+        }
+    }
+    relist();
+    timer_.arm_after(r_.options().head_timeout);
+}
+
+void consumer_conn::on_data(slice s) {
+    if (ph_ == phase::head) {
+        if (head_.empty()) timer_.arm_after(r_.options().head_timeout);  // a head starts
+        head_.append(reinterpret_cast<const char*>(s.data()), s.size());
+        step();
+        return;
+    }
+    if (ph_ == phase::draining) return;
+    in_.append(std::move(s));
+    if (ph_ == phase::streaming) pump_up();
+    update_reading();
+}
+
+void consumer_conn::on_read_eof() {
+    eof_ = true;
+    if (ph_ == phase::head && head_.empty()) {
+        close();
+        return;
+    }
+    if (ph_ == phase::head) {
+        // Heads already received are answered (a client may pipeline requests and then shut
+        // its side); a partial head and then EOF has nothing to answer (step() closes).
+        if (!waiting_reader_ && !handover_pending_) step();
+        return;
+    }
+    // The consumer half-closed while its request is in flight: the request body must be
+    // complete by now (else the request is truncated).
+    if (ph_ == phase::streaming) pump_up();
+}
+
+void consumer_conn::on_output_high() { above_high_ = true; }
+
+void consumer_conn::on_output_low() {
+    above_high_ = false;
+    repay();
+}
+
+void consumer_conn::on_output_drained() {
+    // The consumer read every answer it had been sent: go on with its pipelined requests (or
+    // with the hand-over that waited for the output to be sent).
+    if (handover_pending_) {
+        handover_pending_ = false;
+        timer_.cancel();
+        if (ph_ == phase::head) dispatch();
+        return;
+    }
+    if (!waiting_reader_) return;
+    waiting_reader_ = false;
+    unread_answers_ = 0;
+    update_reading();
+    if (ph_ == phase::head) step();
+}
+
+void consumer_conn::on_close(const error&) {
+    gone_ = true;
+    unlist();
+    slot_.release();
+    timer_.cancel();
+    recheck_.cancel();
+    again_.cancel();
+    if (ph_ == phase::waiting) leave_queue();
+    if (ssh_) {
+        ssh_->consumer_closed(chan_, this);
+        detach();
+    }
+}
+
+// ---- head, routing -------------------------------------------------------------------------
+
+void consumer_conn::step() {
+    auto p = parser_.parse(bytes(reinterpret_cast<const std::byte*>(head_.data()), head_.size()));
+    if (p.need_more()) {
+        update_reading();
+        if (eof_) close();  // half-closed in the middle of a head: nothing to answer
+        return;
+    }
+    // Every answer waits in our output until the consumer reads it. A request that arrives
+    // while an earlier answer is still unsent is pipelined; a client that pipelines and never
+    // reads would otherwise make the relay answer, and hold the answers, for as long as it
+    // keeps sending (relay-made answers cost no window, unlike responses from an agent): after
+    // max_pipelined_requests such answers, reading stops until the output is empty, and this
+    // request waits (on_output_drained parses it again). A client that waits for each answer
+    // never gets here with output pending.
+    if (!p.failed()) {
+        if (output_pending() == 0) {
+            unread_answers_ = 0;
+        } else if (++unread_answers_ > r_.options().max_pipelined_requests) {
+            waiting_reader_ = true;
+            update_reading();
+            notify_output_drained();
+            return;
+        }
+    }
+    st_.new_request_id(request_id_);
+    if (p.failed()) {
+        consumer_keep_alive_ = false;
+        return fail(ingress::kind_for_http_error(p.err.code), p.err.detail ? p.err.detail : "malformed request");
+    }
+    // Bytes after the head belong to the body (or to the next requests).
+    if (p.consumed < head_.size()) {
+        buffer_chain rest;
+        rest.append_copy(std::string_view(head_).substr(p.consumed));
+        rest.append(std::move(in_));
+        in_ = std::move(rest);
+        head_.resize(p.consumed);
+    }
+    const http1::request_head& h = parser_.head();
+    consumer_ver_ = h.ver;
+    consumer_keep_alive_ = h.keep_alive;
+    method_ = std::string(h.method);
+    head_request_ = h.method == "HEAD";
+    ++requests_;
+    dispatch();
+}
+
+void consumer_conn::dispatch() {
+    const http1::request_head& h = parser_.head();
+    const relay_options& o = r_.options();
+    auto bearer = ingress::bearer_token(h);
+    std::string_view token;
+    if (bearer) {
+        token = *bearer;
+    } else if (bearer.err().code == errc::http_bad_request) {
+        return fail(ingress::error_kind::bad_request, "more than one Authorization field");
+    } else if (bearer.err().code != errc::unsupported) {
+        return fail(ingress::error_kind::token_invalid, "malformed bearer token");
+    }  // another scheme: no token of ours (a public tunnel may forward it)
+
+    // Agents: the WebSocket upgrade on /tunnel, authenticated by the token.
+    if (is_tunnel_upgrade(h)) {
+        if (token.empty()) return fail(ingress::error_kind::token_missing, "agents need a bearer token");
+        auto c = st_.verifier->verify(token, unix_now());
+        if (!c) {
+            return fail(ingress::kind_for_token_error(c.err().code),
+                        jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
+        }
+        // A token meant for consumers (say, one with only a ferry_tunnels grant, handed to a
+        // web app) must not register tunnels: agents need the agent scope.
+        if (!(*c)->has_scope(o.agent_scope)) {
+            return fail(ingress::error_kind::forbidden,
+                        "this token is not an agent token: agents need the scope " + o.agent_scope);
+        }
+        std::string sub = (*c)->sub;
+        const std::int64_t expires = (*c)->exp ? *(*c)->exp : 0;
+        if (!r_.names().add_agent(sub, o.max_agents_per_user)) {
+            return fail(ingress::error_kind::rate_limited, "too many agent connections for this user", 60);
+        }
+        const std::uint64_t id = r_.names().next_session();
+        authenticated_ = true;
+        gone_ = true;
+        unlist();
+        buffer_chain all;
+        all.append_copy(head_);
+        all.append(std::move(in_));
+        relay* rp = &r_;
+        auto st = hand_over(owner().id(), std::move(all),
+                            [rp, sub, id, expires, slot = std::move(slot_)](reactor::shard& s) mutable {
+                                return std::make_unique<agent_conn>(*rp, s, sub, id, expires, std::move(slot));
+                            });
+        if (!st) {
+            r_.names().remove_agent(sub);
+            close(reactor::close_mode::abort);
+        }
+        timer_.cancel();
+        return;
+    }
+
+    auto rt = ingress::route_request(h, o.base_domain, route_scratch_);
+    if (!rt) {
+        return fail(ingress::kind_for(ingress::route_error_of(rt.err())),
+                    rt.err().detail ? rt.err().detail : "no route");
+    }
+    route_ = *rt;
+    tunnel_.assign(rt->tunnel);
+
+    const bool is_public =
+        std::find(o.public_tunnels.begin(), o.public_tunnels.end(), tunnel_) != o.public_tunnels.end();
+    const jwt::claims* claims = nullptr;
+    if (!token.empty()) {
+        auto c = st_.verifier->verify(token, unix_now());
+        if (!c && !is_public) {
+            return fail(ingress::kind_for_token_error(c.err().code),
+                        jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
+        }
+        if (c) {
+            claims = *c;
+            authenticated();
+        }
+    } else if (!is_public) {
+        return fail(ingress::error_kind::token_missing, "missing bearer token");
+    }
+
+    auto it = st_.directory.find(tunnel_);
+    const bool leased = it != st_.directory.end() && it->second.state == name_state::kind::leased &&
+                        owner().now() < it->second.until;
+    if (it == st_.directory.end() || it->second.state == name_state::kind::free ||
+        (it->second.state == name_state::kind::leased && !leased)) {
+        return fail(ingress::error_kind::not_found, "no such tunnel");
+    }
+    const name_state& ns = it->second;
+    if (!is_public && !(claims && ingress::consumer_allowed(*claims, tunnel_, ns.owner, false))) {
+        return fail(ingress::error_kind::forbidden, "this token may not use this tunnel");
+    }
+    if (ns.state == name_state::kind::online && ns.shard != owner().id() && hops_ < 2) {
+        // The tunnel lives on another shard: the socket and what was read go there, once the
+        // answers queued here are sent (a hand-over waits for them, and a consumer that does
+        // not read them must not hold the socket in between for ever).
+        if (output_pending() > 0) {
+            handover_pending_ = true;
+            update_reading();
+            timer_.arm_after(r_.options().close_timeout);
+            notify_output_drained();
+            return;
+        }
+        buffer_chain all;
+        all.append_copy(head_);
+        all.append(std::move(in_));
+        relay* rp = &r_;
+        const unsigned hops = hops_ + 1;
+        const bool authed = authenticated_;
+        gone_ = true;
+        unlist();
+        auto st = hand_over(ns.shard, std::move(all),
+                            [rp, hops, authed, slot = std::move(slot_)](reactor::shard& s) mutable {
+                                return std::make_unique<consumer_conn>(*rp, s, hops, std::move(slot), authed);
+                            });
+        if (!st) close(reactor::close_mode::abort);
+        timer_.cancel();
+        return;
+    }
+    // Counted once per request, on the shard that serves it (after any hand-over).
+    if (!rate_counted_) {
+        rate_counted_ = true;
+        rate_key_ = claims ? claims->sub : "ip:" + client_ip_;
+        const double now_s = std::chrono::duration<double>(owner().now().time_since_epoch()).count();
+        auto d = st_.limiter.take(rate_key_, now_s);
+        if (!d.allowed) {
+            ingress::error_extra x;
+            x.retry_after_s = d.retry_after_s;
+            x.rate_limit = d.limit;
+            x.rate_remaining = 0;
+            x.rate_reset_s = d.reset_s;
+            return fail(ingress::error_kind::rate_limited, "too many requests", x);
+        }
+    }
+    if (ns.state == name_state::kind::online) {
+        auto l = st_.local.find(tunnel_);
+        if (l != st_.local.end()) return start_exchange(l->second);
+    }
+    wait_for_tunnel();
+}
+
+void consumer_conn::wait_for_tunnel() {
+    auto& q = st_.waiting[tunnel_];
+    if (q.size() >= r_.options().queue_max) {
+        return fail(ingress::error_kind::tunnel_busy, "tunnel offline and its queue is full", 5);
+    }
+    q.push_back(reactor::ref_ptr<consumer_conn>(this));
+    enter(phase::waiting);
+    auto wait = r_.options().queue_wait;
+    auto it = st_.directory.find(tunnel_);
+    if (it != st_.directory.end() && it->second.state == name_state::kind::leased) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.until - owner().now());
+        if (left < wait) wait = std::max(left, std::chrono::milliseconds(1));
+    }
+    timer_.arm_after(wait);
+    update_reading();
+}
+
+void consumer_conn::tunnel_changed() {
+    if (ph_ != phase::waiting) return;
+    enter(phase::head);  // parsed already: dispatch again with the new state
+    timer_.cancel();
+    dispatch();
+}
+
+void consumer_conn::leave_queue() {
+    auto w = st_.waiting.find(tunnel_);
+    if (w == st_.waiting.end()) return;
+    auto& v = w->second;
+    v.erase(std::remove_if(v.begin(), v.end(), [this](auto& p) { return p.get() == this; }), v.end());
+    if (v.empty()) st_.waiting.erase(w);
+}
+
+// ---- one exchange --------------------------------------------------------------------------
+
+void consumer_conn::start_exchange(agent_conn* s) {
+    const http1::request_head& h = parser_.head();
+    auto grant = s->open_channel(this, tunnel_, client_ip_, client_port_);
+    if (!grant) {
+        // The session is ending (its names are about to be leased): wait for the next one.
+        return wait_for_tunnel();
+    }
+    ssh_ = reactor::ref_ptr<agent_conn>(s);
+    chan_ = grant->id;
+    spare_ = grant->ready;
+    enter(phase::opening);
+    // traceparent into a stack buffer: no allocation per request.
+    char tp[ingress::traceparent_size];
+    {
+        std::byte rnd[24];
+        st_.random(rnd);
+        ingress::make_traceparent(ingress::incoming_traceparent(h), std::span<const std::byte, 24>(rnd), tp);
+    }
+    ingress::forward_context ctx;
+    ctx.client_ip = client_ip_;
+    ctx.trusted_proxy = trusted_proxy_;
+    ctx.tls = r_.options().tls;
+    ctx.request_id = request_id_;
+    ctx.traceparent = std::string_view(tp, sizeof tp);
+    ctx.keep_authorization = r_.options().forward_authorization;
+    if (auto st = ingress::write_upstream_head(up_, h, route_, ctx); !st) {
+        return fail(ingress::error_kind::bad_request, "request head cannot be forwarded");
+    }
+    req_body_.start(h.body);
+    req_body_done_ = h.body.kind == http1::body_kind::none;
+    resp_parser_.reset();
+    resp_parser_.set_request_method(method_);
+    timer_.arm_after(r_.options().first_byte_timeout);
+    if (s->output_high()) ssh_backpressure(true);
+    if (grant->ready) return channel_opened();  // a spare: the head goes out now
+    update_reading();
+}
+
+void consumer_conn::channel_opened() {
+    if (ph_ != phase::opening) return;
+    enter(phase::streaming);
+    pump_up();
+    update_reading();
+}
+
+void consumer_conn::channel_failed(ssh::open_failure why) {
+    detach();
+    if (why == ssh::open_failure::resource_shortage) {
+        return fail(ingress::error_kind::tunnel_offline, "the agent has no capacity left", 1);
+    }
+    fail(ingress::error_kind::bad_gateway, why == ssh::open_failure::connect_failed
+                                                ? "the agent could not reach its target"
+                                                : "the agent refused the request");
+}
+
+void consumer_conn::pump_up() {
+    // Request body bytes from in_ into up_ (linked, not copied), as far as the framing says.
+    while (!req_body_done_ && !in_.empty()) {
+        const slice& f = in_.front();
+        auto p = req_body_.pass_through(f.view());
+        if (p.failed()) {
+            consumer_keep_alive_ = false;
+            if (!any_response_) {
+                const bool too_big = p.err.code == errc::http_body_too_large;
+                return fail(too_big ? ingress::error_kind::payload_too_large : ingress::error_kind::bad_request,
+                            too_big ? "request body too large" : "malformed request body");
+            }
+            return abort_now();
+        }
+        if (p.consumed > 0) {
+            forward_part(f, 0, p, [this](slice part) { up_.append(std::move(part)); });
+            in_.consume(p.consumed);
+        }
+        if (p.done()) req_body_done_ = true;
+        if (p.consumed == 0 && !p.done()) break;
+    }
+    if (!req_body_done_ && eof_ && in_.empty()) {
+        // The consumer closed its side in the middle of the body: the request is truncated.
+        return abort_now();
+    }
+    // up_ toward the channel, as far as the agent's window allows.
+    while (ssh_ && ph_ == phase::streaming && !up_.empty()) {
+        const std::size_t len = up_.front().size();
+        auto n = ssh_->send_data(chan_, up_.front().view());
+        if (!n || !ssh_) {
+            up_.clear();
+            break;
+        }
+        up_.consume(*n);
+        if (*n < len) break;
+    }
+    update_reading();
+}
+
+void consumer_conn::update_reading() {
+    // Read when a head is expected, or while the request body flows and the agent takes it.
+    // Otherwise (queued, opening, waiting for the response) reading stays on until
+    // kPipelineBuffer bytes of what follows are held: a keep-alive client sends nothing until
+    // it has its answer, so pausing there cost a cancel and a re-armed receive per request,
+    // and a consumer that goes away is noticed at once (its channel is closed).
+    bool want;
+    if (waiting_reader_ || handover_pending_) {
+        want = false;  // answers pile up unread: wait for the consumer (on_output_drained)
+    } else if (ph_ == phase::head) {
+        // Room for one whole head; pipelined requests beyond it wait in the socket until the
+        // ones read are answered (reading faster than answering would buffer without bound,
+        // and each pipelined head costs a copy of what follows it).
+        want = head_.size() + in_.size() <= r_.options().head_limits.max_head_bytes;
+    } else if (ph_ == phase::streaming && !req_body_done_) {
+        want = up_.empty() && !ssh_pause_;
+    } else {
+        want = ph_ != phase::draining && in_.size() < kPipelineBuffer;
+    }
+    if (want == !paused_) return;
+    paused_ = !want;
+    if (paused_) {
+        pause_reading();
+    } else {
+        resume_reading();
+    }
+}
+
+void consumer_conn::ssh_writable() {
+    if (ph_ == phase::streaming) pump_up();
+}
+
+void consumer_conn::ssh_backpressure(bool on) {
+    ssh_pause_ = on;
+    update_reading();
+}
+
+void consumer_conn::ssh_data(slice piece) {
+    const std::size_t n = piece.size();
+    owed_ += n;
+    if (ph_ != phase::opening && ph_ != phase::streaming) {
+        settle();
+        return;
+    }
+    response_bytes(std::move(piece));
+    settle();
+}
+
+void consumer_conn::response_bytes(slice piece) {
+    if (!resp_started_) {
+        // Heads are small: collect them contiguously (1xx heads first, then the final one).
+        resp_head_.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+        for (;;) {
+            auto p = resp_parser_.parse(bytes(reinterpret_cast<const std::byte*>(resp_head_.data()), resp_head_.size()));
+            if (p.need_more()) return;
+            if (p.failed()) {
+                if (!any_response_) return fail(ingress::error_kind::upstream_bad_response, "the upstream sent a malformed response");
+                return abort_now();
+            }
+            const http1::response_head& h = resp_parser_.head();
+            buffer_chain* out = output();
+            if (!out) return;
+            if (h.status_code >= 100 && h.status_code < 200) {
+                // 100 Continue, 103 Early Hints (a 101 fails: upgrades are not relayed).
+                if (!ingress::write_consumer_response_head(*out, h, consumer_ver_, false, request_id_)) {
+                    return fail(ingress::error_kind::upstream_bad_response, "the upstream switched protocols");
+                }
+                commit_output();
+                any_response_ = true;
+                resp_head_.erase(0, p.consumed);
+                resp_parser_.reset();
+                continue;
+            }
+            timer_.cancel();  // first byte arrived
+            resp_status_ = h.status_code;
+            resp_keep_alive_ = ingress::consumer_keep_alive(h, consumer_ver_, consumer_keep_alive_);
+            dechunk_ = ingress::consumer_needs_dechunk(h, consumer_ver_);
+            if (auto st = ingress::write_consumer_response_head(*out, h, consumer_ver_, resp_keep_alive_, request_id_); !st) {
+                return fail(ingress::error_kind::upstream_bad_response, "the upstream's response head cannot be forwarded");
+            }
+            commit_output();
+            any_response_ = true;
+            resp_started_ = true;
+            resp_body_.start(h.body);
+            std::string rest = resp_head_.substr(p.consumed);
+            resp_head_.clear();
+            resp_head_.shrink_to_fit();
+            if (h.body.kind == http1::body_kind::none) return finish_exchange();
+            if (!rest.empty()) {
+                slice s = slice::copy_of(bytes(reinterpret_cast<const std::byte*>(rest.data()), rest.size()));
+                return response_bytes(std::move(s));
+            }
+            return;
+        }
+    }
+    if (resp_done_) return;  // bytes after the end of the body: dropped
+    bytes v = piece.view();
+    std::size_t off = 0;
+    while (off < v.size() && !resp_done_) {
+        auto p = dechunk_ ? resp_body_.decode(v.subspan(off)) : resp_body_.pass_through(v.subspan(off));
+        if (p.failed()) return abort_now();
+        if (dechunk_) {
+            if (!p.data.empty()) {
+                const auto at = static_cast<std::size_t>(p.data.data() - piece.data());
+                (void)send(piece.sub(at, p.data.size()));
+            }
+        } else {
+            forward_part(piece, off, p, [this](slice part) { (void)send(std::move(part)); });
+        }
+        off += p.consumed;
+        if (p.done()) {
+            resp_done_ = true;
+            return finish_exchange();
+        }
+        if (p.consumed == 0) break;
+    }
+}
+
+void consumer_conn::ssh_eof() {
+    if (ph_ != phase::opening && ph_ != phase::streaming) return;
+    upstream_ended();
+}
+
+void consumer_conn::channel_closed() {
+    detach();
+    if (ph_ == phase::opening || ph_ == phase::streaming) upstream_ended();
+}
+
+void consumer_conn::upstream_ended() {
+    if (!resp_started_) {
+        if (!any_response_) return fail(ingress::error_kind::bad_gateway, "the upstream closed without a response");
+        return abort_now();
+    }
+    if (resp_done_) return;
+    auto p = resp_body_.finish();
+    if (p.done()) {
+        resp_done_ = true;
+        return finish_exchange();
+    }
+    abort_now();  // truncated: the consumer must not see a clean end
+}
+
+void consumer_conn::ssh_gone() {
+    detach();
+    if (ph_ == phase::opening || ph_ == phase::streaming) {
+        if (!any_response_) return fail(ingress::error_kind::bad_gateway, "the agent disconnected");
+        abort_now();
+    }
+}
+
+void consumer_conn::finish_exchange() {
+    if (ssh_) {
+        auto s = ssh_;
+        detach();
+        s->consumer_closed(chan_, this);
+    }
+    timer_.cancel();
+    FERRY_LOG(debug, "request", {"request_id", request_id_}, {"tunnel", tunnel_}, {"method", method_},
+              {"status", resp_status_}, {"shard", owner().id()}, {"spare_channel", spare_});
+    // After the consumer half-closed, requests it pipelined before are still answered.
+    const bool again = resp_keep_alive_ && req_body_done_ && (!eof_ || !in_.empty());
+    if (!again) {
+        reset_request();
+        return drain();
+    }
+    next_request();
+}
+
+void consumer_conn::next_request() {
+    reset_request();
+    enter(phase::head);
+    timer_.arm_after(idle_limit());
+    // Pipelined bytes already here start the next head (which must then come in time).
+    if (!in_.empty()) move_into_head();
+    if (!head_.empty()) timer_.arm_after(r_.options().head_timeout);
+    update_reading();
+    if (!head_.empty()) return next_pipelined();
+    pipelined_ = 0;
+    if (eof_) drain();  // half-closed and nothing more to answer
+}
+
+void consumer_conn::move_into_head() {
+    while (!in_.empty()) {
+        slice f = in_.pop_front();
+        head_.append(reinterpret_cast<const char*>(f.data()), f.size());
+    }
+}
+
+void consumer_conn::reset_request() {
+    head_.clear();
+    parser_.reset();
+    up_.clear();
+    resp_head_.clear();
+    resp_parser_.reset();
+    resp_started_ = resp_done_ = any_response_ = false;
+    req_body_done_ = false;
+    resp_keep_alive_ = false;
+    dechunk_ = false;
+    resp_status_ = 0;
+    rate_counted_ = false;
+    hops_ = 0;  // the hand-over budget is per request: the next one may need its own
+    head_request_ = false;
+    consumer_ver_ = http1::version::http_1_1;
+    tunnel_.clear();
+    route_ = {};
+}
+
+void consumer_conn::fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after) {
+    ingress::error_extra x;
+    x.retry_after_s = retry_after;
+    fail(k, message, x);
+}
+
+void consumer_conn::fail(ingress::error_kind k, std::string_view message, const ingress::error_extra& extra) {
+    if (ssh_) {
+        auto s = ssh_;
+        detach();
+        s->consumer_closed(chan_, this);
+    }
+    timer_.cancel();
+    if (ph_ == phase::waiting) leave_queue();
+    FERRY_LOG(debug, "request refused", {"request_id", request_id_}, {"tunnel", printable(tunnel_)},
+              {"code", ingress::info(k).code}, {"message", message});
+    // Keep the connection only when no request body is left unread. Whatever the phase: a
+    // request refused while routing (404, 401, queue timeout, ...) may have its body already
+    // in in_, and those bytes must never be read as the next request (smuggling). keep can
+    // only be true after a head was parsed (a malformed head or a head timeout clears
+    // consumer_keep_alive_), so parser_.head() is this request's.
+    const bool body_left = !req_body_done_ && parser_.head().body.kind != http1::body_kind::none;
+    // A connection that has never presented a valid token is closed after a refusal that is
+    // its own fault (4xx): refusing costs the relay little, but a client that only collects
+    // refusals (no token, a bad one, an unknown tunnel) gets one per connection, not a stream
+    // of them, and does not keep a socket for free.
+    const bool client_fault = ingress::info(k).status < 500;
+    const bool keep = consumer_keep_alive_ && !body_left && (!eof_ || !in_.empty()) &&
+                      !(client_fault && !authenticated_) && k != ingress::error_kind::bad_request &&
+                      k != ingress::error_kind::headers_too_large &&
+                      k != ingress::error_kind::payload_too_large;
+    if (buffer_chain* out = output()) {
+        ingress::error_extra x = extra;
+        x.consumer_version = consumer_ver_;
+        x.head_request = head_request_;
+        (void)ingress::write_error(*out, k, message, request_id_, keep, x);
+        commit_output();
+    }
+    if (!keep) {
+        reset_request();
+        return drain();
+    }
+    // The request had no body (or it was all read): the next head may follow.
+    next_request();
+}
+
+void consumer_conn::next_pipelined() {
+    // Pipelined requests answered without a channel (errors) would otherwise recurse
+    // fail() -> step() once per request: after a few in a row, go on from the loop.
+    if (++pipelined_ <= 8) return step();
+    pipelined_ = 0;
+    again_.arm_after(std::chrono::milliseconds(0));
+}
+
+void consumer_conn::drain() {
+    enter(phase::draining);
+    in_.clear();
+    timer_.arm_after(r_.options().close_timeout);
+    close();
+}
+
+void consumer_conn::abort_now() {
+    if (ssh_) {
+        auto s = ssh_;
+        detach();
+        s->consumer_closed(chan_, this);
+    }
+    if (ph_ == phase::waiting) leave_queue();
+    enter(phase::draining);
+    timer_.cancel();
+    close(reactor::close_mode::abort);
+}
+
+std::chrono::milliseconds consumer_conn::idle_limit() const {
+    // A connection that never presented a valid token is a cheap way to hold a socket: it gets
+    // the short limit (anonymous consumers of a public tunnel too).
+    return authenticated_ ? r_.options().idle_timeout : r_.options().unauthenticated_idle_timeout;
+}
+
+void consumer_conn::on_timer() {
+    if (handover_pending_) {
+        FERRY_LOG(debug, "hand-over given up: the consumer does not read its answers",
+                  {"request_id", request_id_}, {"tunnel", tunnel_}, {"unsent", std::uint64_t(output_pending())});
+        return abort_now();
+    }
+    switch (ph_) {
+    case phase::head:
+        if (head_.empty()) {
+            close();  // idle keep-alive connection
+        } else {
+            consumer_keep_alive_ = false;
+            st_.new_request_id(request_id_);
+            fail(ingress::error_kind::request_timeout, "request head not received in time");
+        }
+        break;
+    case phase::waiting:
+        fail(ingress::error_kind::tunnel_offline, "tunnel offline", 5);  // leaves the queue
+        break;
+    case phase::opening:
+    case phase::streaming:
+        if (!any_response_) {
+            consumer_keep_alive_ = false;
+            fail(ingress::error_kind::gateway_timeout, "no response from the upstream in time");
+        } else {
+            abort_now();
+        }
+        break;
+    case phase::draining: close(reactor::close_mode::abort); break;
+    }
+}
+
+// ---- back-pressure toward the agent ---------------------------------------------------------
+
+void consumer_conn::settle() {
+    if (above_high_) return;  // on_output_low repays
+    if (output_pending() <= kOutputWatermark) {
+        repay();
+    } else {
+        // The reactor raises on_output_high at the end of the loop iteration, and a send
+        // completing in the same batch may bring the output down without a high/low pair:
+        // look again shortly.
+        recheck_.arm_after(std::chrono::milliseconds(0));
+    }
+}
+
+void consumer_conn::repay() {
+    if (owed_ == 0) return;
+    if (ssh_) ssh_->consumed(chan_, owed_);
+    owed_ = 0;
+}
+
+void consumer_conn::detach() {
+    ssh_.reset();
+    owed_ = 0;  // window credit belongs to the channel that is gone, never to the next one
+}
+
+}  // namespace ferry::relay

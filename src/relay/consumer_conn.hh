@@ -1,0 +1,143 @@
+#pragma once
+// A consumer connection: HTTP/1.1 requests routed to tunnels.
+#include "relay/shard_state.hh"
+
+namespace ferry::relay {
+
+// ---- consumer side: HTTP/1.1 requests through channels ----------------------------------------
+
+class consumer_conn final : public reactor::connection {
+public:
+    // `hops`: how many times this socket was already handed between shards for the request
+    // being read (bounded, so replicas that briefly disagree cannot bounce it for ever; counted
+    // per request, so a keep-alive connection alternating between tunnels on different shards
+    // follows each of them).
+    // `slot` and `authenticated` come with a connection handed over from another shard.
+    consumer_conn(relay& r, reactor::shard& s, unsigned hops = 0, conn_limits::slot slot = {},
+                  bool authenticated = false);
+    ~consumer_conn() override;
+
+    // ---- for the shard's eviction (max_connections) ----
+    bool evictable() const noexcept;  // listed, and nothing of its next request received
+    void evict();
+    consumer_conn* list_next_ = nullptr;  // links of the evict_list it is in (shard_state)
+    consumer_conn* list_prev_ = nullptr;
+
+    // ---- events from the agent session ----
+    void channel_opened();
+    void channel_failed(ssh::open_failure why);
+    void ssh_data(slice piece);
+    void ssh_eof();
+    void ssh_writable();
+    void channel_closed();
+    void ssh_gone();
+    void ssh_backpressure(bool on);
+    // ---- from the shard's waiting list: the name's state changed ----
+    void tunnel_changed();
+
+private:
+    enum class phase : std::uint8_t {
+        head,       // reading a request head
+        waiting,    // the tunnel is reconnecting: queued
+        opening,    // channel open sent
+        streaming,  // request going up, response coming down
+        draining,   // flushing before close
+    };
+
+    void on_open() override;
+    void on_data(slice s) override;
+    void on_read_eof() override;
+    void on_output_high() override;
+    void on_output_low() override;
+    void on_output_drained() override;
+    void on_close(const error& why) override;
+
+    void on_timer();
+    std::chrono::milliseconds idle_limit() const;  // between requests (idle_timeout or the short one)
+    void step();                // parse a head from head_ and act on it
+    void dispatch();            // a parsed head: agent upgrade, hand-over, queue or exchange
+    void wait_for_tunnel();
+    void leave_queue();
+    void start_exchange(agent_conn* s);
+    void pump_up();             // request head and body toward the channel
+    void update_reading();
+    void response_bytes(slice piece);
+    void upstream_ended();
+    void finish_exchange();     // response complete: next request or close
+    void next_request();        // the answer is queued and the connection stays
+    void fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after = 0);
+    void fail(ingress::error_kind k, std::string_view message, const ingress::error_extra& x);
+    void drain();
+    void abort_now();
+    void reset_request();
+    void move_into_head();      // pipelined bytes in in_ start the next head
+    void next_pipelined();      // parse the next pipelined head (bounded recursion)
+    void detach();
+    void settle();
+    void repay();
+    void enter(phase p);  // ph_ = p, and the evict_list it belongs in (relist)
+    void relist();
+    void unlist();
+    void authenticated();  // a valid token was presented
+
+    relay& r_;
+    shard_state& st_;
+    conn_limits::slot slot_;           // this connection's count in conn_limits
+    evict_list* listed_ = nullptr;     // the shard_state list it is in, if any
+    bool gone_ = false;                // handed over or closing: in no list again
+    unsigned hops_ = 0;
+    phase ph_ = phase::head;
+    reactor::timer timer_;             // the phase's deadline
+    reactor::timer recheck_;           // settle() again after the loop raised output events
+    reactor::timer again_;             // the next pipelined head, from the loop
+    unsigned pipelined_ = 0;           // pipelined heads handled in a row without the loop
+    // Answers queued while earlier ones were still unsent: a client that pipelines requests and
+    // never reads gets at most max_pipelined_requests of them; then the relay stops reading it
+    // until its output is empty (waiting_reader_).
+    unsigned unread_answers_ = 0;
+    bool waiting_reader_ = false;
+    bool handover_pending_ = false;    // a hand-over waits for our output to be sent
+    std::string head_;                 // the request head as it accumulates (contiguous)
+    http1::request_parser parser_;
+    buffer_chain in_;                  // received after the parsed head (body, next requests)
+    std::string client_ip_;
+    std::uint32_t client_port_ = 0;
+    bool trusted_proxy_ = false;       // the peer is in relay_options::trusted_proxies
+    bool authenticated_ = false;       // a valid token was presented on this connection
+    bool eof_ = false;                 // the consumer shut its write side
+    bool paused_ = false;              // our pause_reading() is in force
+    // The request in progress.
+    std::string request_id_;
+    std::string tunnel_;
+    ingress::route route_{};           // views into head_ or route_scratch_
+    std::string route_scratch_;
+    std::string method_;
+    bool head_request_ = false;
+    bool rate_counted_ = false;        // this request went through the rate limiter
+    std::string rate_key_;             // its subject, or "ip:ADDR" for a public tunnel without token
+    bool consumer_keep_alive_ = false;
+    http1::version consumer_ver_ = http1::version::http_1_1;
+    buffer_chain up_;                  // rewritten head + body bytes not yet taken by the channel
+    http1::body_reader req_body_;
+    bool req_body_done_ = false;
+    // The channel.
+    reactor::ref_ptr<agent_conn> ssh_;
+    std::uint32_t chan_ = 0;
+    bool ssh_pause_ = false;
+    // The response.
+    std::string resp_head_;
+    http1::response_parser resp_parser_;
+    http1::body_reader resp_body_;
+    bool resp_started_ = false;        // the final head went to the consumer
+    bool resp_done_ = false;
+    bool resp_keep_alive_ = false;
+    int resp_status_ = 0;
+    bool dechunk_ = false;             // HTTP/1.0 consumer, chunked response: payload only
+    bool any_response_ = false;        // some byte (1xx included) went to the consumer
+    bool spare_ = false;               // the channel was a spare (logs)
+    bool above_high_ = false;
+    std::size_t owed_ = 0;             // channel bytes delivered but not yet consumed()
+    unsigned requests_ = 0;
+};
+
+}  // namespace ferry::relay

@@ -1,0 +1,80 @@
+#include "relay/relay.hh"
+
+#include <cstdio>
+
+#include "proto/base/log.hh"
+#include "proto/ssh/hostkey.hh"
+#include "relay/conn_limits.hh"
+#include "relay/ingress.hh"
+#include "relay/agent_conn.hh"
+#include "relay/consumer_conn.hh"
+#include "relay/shard_state.hh"
+
+namespace ferry::relay {
+
+relay::relay(relay_options o)
+    : opt_(std::move(o)),
+      registry_(std::make_unique<registry>(opt_.max_names_per_user)),
+      limits_(std::make_unique<conn_limits>(opt_.max_connections, opt_.max_connections_per_ip)) {}
+
+relay::~relay() { ssh::wipe(mut_bytes(opt_.host_key_seed)); }
+
+status relay::prepare(unsigned shards) {
+    if (!opt_.keys) return fail(errc::invalid_argument, "relay: no JWT key set");
+    if (opt_.host_key_seed.size() != 32) return fail(errc::invalid_argument, "relay: host key seed must be 32 bytes");
+    shards_.clear();
+    for (unsigned i = 0; i < shards; ++i) {
+        auto st = std::make_unique<shard_state>();
+        st->r = this;
+        st->id = i;
+        auto rng = ssh::system_rng::create();
+        if (!rng) return fail(rng.err());
+        st->rng = std::move(*rng);
+        auto key = ssh::ed25519_private::from_seed(bytes(opt_.host_key_seed.data(), opt_.host_key_seed.size()));
+        if (!key) return fail(key.err());
+        st->host_key.emplace(std::move(*key));
+        st->verifier = std::make_unique<jwt::verifier>(opt_.keys, opt_.verify);
+        st->limiter = rate_limiter(opt_.user_rate_limit, 60);
+        shards_.push_back(std::move(st));
+    }
+    return {};
+}
+
+reactor::connection_factory relay::factory() {
+    return [this](reactor::shard& s) -> std::unique_ptr<reactor::connection> {
+        if (s.id() >= shards_.size()) return nullptr;
+        // At the connection cap with nobody here to evict (every connection on this shard has
+        // presented a valid token): the socket is closed at once, before it costs anything.
+        if (limits_->max_total() != 0 && limits_->total() >= limits_->max_total() &&
+            !room_anywhere())
+            return nullptr;
+        return std::make_unique<consumer_conn>(*this, s);
+    };
+}
+
+bool relay::room_anywhere() const noexcept {
+    for (const auto& st : shards_)
+        if (st->listed.load(std::memory_order_relaxed) != 0) return true;
+    return false;
+}
+
+bool relay::make_room(reactor::shard& on) {
+    if (shards_[on.id()]->evict_one()) return true;
+    // The room is on another shard: it closes one of its own (a message; the count comes back
+    // when that connection is gone, so the process is one over its cap meanwhile, which the
+    // descriptor reserve absorbs).
+    for (unsigned k = 0; k < shards_.size(); ++k) {
+        if (k == on.id() || shards_[k]->listed.load(std::memory_order_relaxed) == 0) continue;
+        on.post(k, [this](reactor::shard& sh) { (void)state(sh.id()).evict_one(); });
+        return true;
+    }
+    return false;
+}
+
+std::string relay::host_key_fingerprint() const {
+    if (shards_.empty()) return {};
+    auto blob = ssh::ed25519_key_blob(shards_[0]->host_key->public_key());
+    return ssh::fingerprint_sha256(blob);
+}
+
+}  // namespace ferry::relay
