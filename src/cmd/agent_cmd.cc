@@ -121,9 +121,10 @@ result<reactor::address> resolve(const std::string& host, std::uint16_t port) {
     addrinfo* res = nullptr;
     int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
     if (rc != 0 || !res) {
-        static thread_local std::string msg;
-        msg = ::gai_strerror(rc);
-        return fail(errc::io, msg.c_str());
+        // error::detail must be a static string: gai_strerror's are (glibc returns string
+        // literals, EAI_SYSTEM included).
+        if (res) ::freeaddrinfo(res);
+        return fail(errc::io, ::gai_strerror(rc));
     }
     // Prefer IPv4 (loopback services often listen on 127.0.0.1 only), else the first.
     addrinfo* pick = res;
@@ -208,6 +209,9 @@ int agent_main(int argc, char** argv) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    // A terminal hang-up (or a stray SIGHUP) must not end the agent without its drain; SIGHUP
+    // gets a meaning (reload) with the control plane.
+    signal(SIGHUP, SIG_IGN);
 
     reactor::config rc;
     rc.shards = 1;
@@ -447,6 +451,7 @@ int connect_main(int argc, char** argv) {
     const control::agent_settings& s = *parsed;
     log::level lvl;
     if (log::parse_level(s.log_level, lvl)) log::set_level(lvl);
+    for (const std::string& w : s.warnings) FERRY_LOG(warn, "setting ignored", {"detail", w});
     signal(SIGPIPE, SIG_IGN);
     // A stop signal ends the bridge like EOF on stdin: close 1000, then exit (no SA_RESTART, so
     // poll() returns EINTR).

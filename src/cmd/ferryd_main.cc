@@ -46,6 +46,37 @@ int main(int argc, char** argv) {
     const control::relay_settings& s = *parsed;
     if (log::level l; log::parse_level(s.log_level, l)) log::set_level(l);
 
+    // Not built yet: a key that asks for one of these refuses the start (a setting that is
+    // accepted must work); the defaults say what they do not do.
+    const control::relay_settings defaults;
+    if (!s.ssh_listen.empty())
+        return fatal("ssh_listen",
+                     "the raw SSH listener is not built yet; agents use /tunnel (OpenSSH "
+                     "through `ferry connect`): leave ssh_listen empty");
+    if (!s.jwks_url.empty())
+        return fatal("jwks_url",
+                     "fetching a JWK set over HTTPS is not built yet (control plane): "
+                     "download it and use jwks_file");
+    if (!s.admin_listen.empty() && s.admin_listen != defaults.admin_listen)
+        return fatal("admin_listen",
+                     "the admin listener (health, metrics, admin API) is not built yet: "
+                     "leave admin_listen unset or empty");
+    if (!s.admin_token_file.empty())
+        return fatal("admin_token_file",
+                     "the admin API is not built yet, so there is nothing for an admin token to "
+                     "guard: leave admin_token_file unset");
+    if (s.drain_timeout_ms != defaults.drain_timeout_ms)
+        return fatal("drain_timeout_ms",
+                     "graceful drain is not built yet: SIGTERM stops ferryd at once, "
+                     "so a drain timeout would not be honoured; leave it unset");
+    if (!s.admin_listen.empty()) {
+        FERRY_LOG(
+            warn,
+            "the admin listener (health, metrics, admin API) is not built yet: nothing listens "
+            "on admin_listen",
+            {"admin_listen", s.admin_listen});
+    }
+
     // Everything is loaded and checked before anything listens.
     relay::relay_options ro;
     auto jwt = control::load_jwt_keys(s, message);
@@ -105,33 +136,6 @@ int main(int argc, char** argv) {
         tls_ctx = std::move(*ctx);
     }
 
-    // Not built yet: a key that asks for one of these refuses the start (a setting that is
-    // accepted must work); the defaults say what they do not do.
-    const control::relay_settings defaults;
-    if (!s.ssh_listen.empty())
-        return fatal("ssh_listen",
-                     "the raw SSH listener is not built yet; agents use /tunnel (OpenSSH "
-                     "through `ferry connect`): leave ssh_listen empty");
-    if (!s.jwks_url.empty())
-        return fatal("jwks_url",
-                     "fetching a JWK set over HTTPS is not built yet (control plane): "
-                     "download it and use jwks_file");
-    if (!s.admin_listen.empty() && s.admin_listen != defaults.admin_listen)
-        return fatal("admin_listen",
-                     "the admin listener (health, metrics, admin API) is not built yet: "
-                     "leave admin_listen unset or empty");
-    if (s.drain_timeout_ms != defaults.drain_timeout_ms)
-        return fatal("drain_timeout_ms",
-                     "graceful drain is not built yet: SIGTERM stops ferryd at once, "
-                     "so a drain timeout would not be honoured; leave it unset");
-    if (!s.admin_listen.empty()) {
-        FERRY_LOG(
-            warn,
-            "the admin listener (health, metrics, admin API) is not built yet: nothing listens "
-            "on admin_listen",
-            {"admin_listen", s.admin_listen});
-    }
-
     auto addr = reactor::address::parse(s.listen);
     if (!addr) return fatal("listen", "expected HOST:PORT, got " + s.listen);
 
@@ -174,6 +178,9 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    // SIGHUP's default would end ferryd at once, cutting every tunnel; it gets a meaning
+    // (reload) with the control plane. Until then it does nothing.
+    signal(SIGHUP, SIG_IGN);
 
     reactor::config rc;
     rc.shards = s.shards;

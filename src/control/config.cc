@@ -1424,6 +1424,17 @@ void validate_agent(parse_state<agent_settings>& st, mode m, const env_fn& env) 
                     std::to_string(s.backoff_initial_ms) + "), got " +
                     std::to_string(s.backoff_max_ms) + " (from " + from_of(st, "backoff_max_ms") +
                     ")");
+    if (m == mode::connect) {
+        for (std::string_view k : connect_ignores) {
+            const option<agent_settings>* o = st.t.by_key(k);
+            const std::string& w = st.where[st.t.index(o)];
+            if (w.empty()) continue;
+            const std::string what = std::string(k) + ": ferry connect does not use it (a setting of ferry agent; "
+                                     "the SSH client behind ProxyCommand checks host keys and keeps the session alive)";
+            if (w.rfind("flag ", 0) == 0) st.errs.add(what + " (from " + w + ")");
+            else s.warnings.push_back(what + "; ignored (from " + w + ")");
+        }
+    }
     if (s.known_hosts.empty()) s.known_hosts = default_known_hosts(env);
 }
 
@@ -1634,7 +1645,7 @@ std::string agent_help(bool connect) {
                          "usage: ferry connect [wss://HOST:PORT] [--token-file FILE] [flags]",
                          "Bridges stdin/stdout to the relay's WebSocket, for ssh -o "
                          "ProxyCommand='ferry connect ...'.\n",
-                         {"tunnels", "drain_ms", "max_attempts"});
+                         std::vector<std::string_view>(std::begin(connect_ignores), std::end(connect_ignores)));
     return help_text(agent_table(),
                      "usage: ferry agent --relay wss://HOST:PORT --token-file FILE --tunnel "
                      "NAME=HOST:PORT [flags]",

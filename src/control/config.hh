@@ -158,7 +158,17 @@ struct agent_settings {
     std::uint32_t upstream_idle_ms = 4000;    // a kept upstream connection unused this long closes
 
     std::string log_level = "info";
+
+    // Problems that do not stop the start, for the caller to log (derived, not a key): e.g.
+    // agent-only keys that `ferry connect` found in a shared config file or the environment.
+    std::vector<std::string> warnings;
 };
+// Keys of agent_settings that `ferry connect` does not use (it bridges bytes; the SSH client
+// checks the host key and keeps the session alive): a flag for one of them is refused, a value
+// from the config file or the environment is a warning.
+inline constexpr std::string_view connect_ignores[] = {
+    "tunnels", "known_hosts", "max_attempts", "ping_interval_ms", "pong_timeout_ms",
+    "backoff_initial_ms", "backoff_max_ms", "drain_ms", "upstream_keepalive", "upstream_idle_ms"};
 // The default known_hosts path: $XDG_CONFIG_HOME/ferry/known_hosts, else
 // $HOME/.config/ferry/known_hosts, else ./ferry-data/known_hosts.
 std::string default_known_hosts(const env_fn& env);

@@ -288,6 +288,15 @@ result<jwt_material> load_jwt_keys(const relay_settings& s, std::string& message
         }
     }
     m.keys = b.build();
+    // A relay with no key refuses every token: that is a configuration mistake, not a state
+    // to run in (a JWK set whose every key was skipped ends here too).
+    if (!m.keys || m.keys->empty()) {
+        message = s.jwt_secret_file.empty() && s.jwks_file.empty()
+                      ? "no key source: set jwt_secret_file or jwks_file"
+                      : "no key source yields a usable key";
+        for (const auto& n : m.notes) message += "; " + n;
+        return fail(errc::invalid_argument, "no JWT key");
+    }
     return m;
 }
 

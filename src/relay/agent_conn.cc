@@ -62,6 +62,7 @@ agent_conn::agent_conn(relay& r, reactor::shard& s, std::string sub, std::uint64
       sess_(make_config(this, r, s)),
       ssh_timer_(s, [this] { on_ssh_timer(); }),
       ping_timer_(s, [this] { on_ping_timer(); }),
+      pong_timer_(s, [this] { on_pong_deadline(); }),
       expiry_timer_(s, [this] { on_expiry(); }),
       spare_timer_(s, [this] { expire_spares(); }),
       handshake_timer_(s, [this] { on_handshake_timeout(); }),
@@ -79,7 +80,6 @@ ssh::millis agent_conn::now() const { return to_ms(owner().now()); }
 
 void agent_conn::on_ws_open() {
     started_ = true;
-    last_pong_ = owner().now();
     FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "agent connected", {"session", id_},
                     {"sub", printable(sub_)}, {"shard", owner().id()});
     if (auto st = sess_.start(ssh_out_, now()); !st) return end("ssh start failed", false);
@@ -88,6 +88,9 @@ void agent_conn::on_ws_open() {
     // slots for ever (the real agent would then get 429).
     handshake_timer_.arm_after(r_.options().handshake_timeout);
     ping_timer_.arm_after(r_.options().ping_interval);
+    // Its own deadline, not a check on the next ping tick: a dead agent is noticed
+    // pong_timeout after its last pong, not up to a ping interval later.
+    pong_timer_.arm_after(r_.options().pong_timeout);
     if (expires_ > 0) {
         const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
                                        std::chrono::system_clock::now().time_since_epoch())
@@ -141,7 +144,15 @@ void agent_conn::on_ws_data(const ws::event& ev, slice payload) {
     after_io();
 }
 
-void agent_conn::on_ws_pong(bytes) { last_pong_ = owner().now(); }
+void agent_conn::on_ws_pong(bytes) {
+    if (!done_) pong_timer_.arm_after(r_.options().pong_timeout);
+}
+
+void agent_conn::on_pong_deadline() {
+    if (done_) return;
+    ws_close(ws::close_code::going_away, "no pong");
+    end("no pong from agent", false);
+}
 
 void agent_conn::on_ws_closed(std::uint16_t code) {
     char why[64];
@@ -163,10 +174,6 @@ void agent_conn::on_ssh_timer() {
 
 void agent_conn::on_ping_timer() {
     if (done_) return;
-    if (owner().now() - last_pong_ > r_.options().pong_timeout) {
-        ws_close(ws::close_code::going_away, "no pong");
-        return end("no pong from agent", false);
-    }
     if (buffer_chain* out = output()) {
         (void)codec().ping(*out, {});
         commit_output();
@@ -559,6 +566,7 @@ void agent_conn::end(std::string why, bool clean) {
     release_names(clean);
     ssh_timer_.cancel();
     ping_timer_.cancel();
+    pong_timer_.cancel();
     expiry_timer_.cancel();
     spare_timer_.cancel();
     handshake_timer_.cancel();

@@ -89,6 +89,7 @@ private:
     consumer_conn* find(std::uint32_t id);
     void on_ssh_timer();
     void on_ping_timer();
+    void on_pong_deadline();
     void on_handshake_timeout();
     void on_expiry();
     // Wraps what the SSH session wrote into WebSocket binary messages; re-arms tick().
@@ -108,11 +109,11 @@ private:
     buffer_chain ssh_out_;
     reactor::timer ssh_timer_;
     reactor::timer ping_timer_;
+    reactor::timer pong_timer_;  // pong_timeout after the last pong (or the upgrade)
     reactor::timer expiry_timer_;
     reactor::timer spare_timer_;
     reactor::timer handshake_timer_;  // upgrade -> SSH authenticated (handshake_timeout)
     std::int64_t expires_ = 0;
-    reactor::shard::clock::time_point last_pong_{};
     std::vector<forward> forwards_;
     std::unordered_map<std::uint32_t, reactor::ref_ptr<consumer_conn>> chans_;
     std::unordered_map<std::uint32_t, std::string> spares_;  // spare channel id -> tunnel name

@@ -302,6 +302,39 @@ TEST(ConfigConnect, PositionalRelayAndNoTunnelsNeeded) {
     EXPECT_MSG(connect({"--token", "t"}), "relay: required (ferry connect wss://HOST:PORT");
 }
 
+TEST(ConfigConnect, AgentOnlyKeysAreRefusedAsFlagsAndWarnedFromTheEnvironment) {
+    // Every key connect does not use: a flag is an error naming it, never silently ignored.
+    EXPECT_MSG(connect({"wss://a", "--token", "t", "--tunnel", "x=127.0.0.1:1"}),
+               "tunnels: ferry connect does not use it");
+    EXPECT_MSG(connect({"wss://a", "--token", "t", "--known-hosts", "/k"}),
+               "known_hosts: ferry connect does not use it");
+    for (const char* f : {"--ping-interval-ms", "--pong-timeout-ms", "--backoff-initial-ms", "--backoff-max-ms",
+                          "--upstream-keepalive", "--upstream-idle-ms", "--max-attempts", "--drain-ms"}) {
+        auto c = connect({"wss://a", "--token", "t", f, "2000"});
+        EXPECT_FALSE(c.r) << f;
+        EXPECT_NE(c.msg.find("ferry connect does not use it"), std::string::npos) << f << ": " << c.msg;
+        EXPECT_NE(c.msg.find(std::string("flag ") + f), std::string::npos) << c.msg;
+    }
+    // The same key from the environment (shared with the agent) starts, with a warning.
+    fake_env env;
+    env.vars["FERRY_TUNNELS"] = "x=127.0.0.1:1";
+    auto e = connect({"wss://a", "--token", "t"}, env);
+    ASSERT_TRUE(e.r) << e.msg;
+    ASSERT_EQ(e.r->warnings.size(), 1u);
+    EXPECT_NE(e.r->warnings[0].find("tunnels: ferry connect does not use it"), std::string::npos);
+    EXPECT_NE(e.r->warnings[0].find("env FERRY_TUNNELS"), std::string::npos) << e.r->warnings[0];
+    // What connect does use is accepted, and the agent is not affected.
+    EXPECT_TRUE(connect({"wss://a", "--token", "t", "--connect-timeout-ms", "2000", "--ca-file", "/ca"}).r);
+    EXPECT_TRUE(agent({"--relay", "wss://a", "--token", "t", "--tunnel", "x=127.0.0.1:1", "--ping-interval-ms",
+                       "2000"})
+                    .r);
+    // Its help does not offer them.
+    auto h = connect({"--help"});
+    EXPECT_EQ(h.msg.find("--tunnel"), std::string::npos);
+    EXPECT_EQ(h.msg.find("--known-hosts"), std::string::npos);
+    EXPECT_NE(h.msg.find("--connect-timeout-ms"), std::string::npos);
+}
+
 // ---- every validator ----------------------------------------------------------------------------
 
 namespace {

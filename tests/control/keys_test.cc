@@ -161,13 +161,24 @@ TEST(KeysJwt, JwksFileErrorsNameTheFileAndTheKey) {
     EXPECT_NE(ok->notes[0].find("skipped keys[1]"), std::string::npos) << ok->notes[0];
 }
 
-TEST(KeysJwt, NothingConfiguredGivesAnEmptySet) {
+TEST(KeysJwt, NoKeySourceOrNoUsableKeyRefusesTheStart) {
+    // A relay without a key would refuse every token: ferryd must not start like that.
     relay_settings s;
     std::string m;
     auto r = load_jwt_keys(s, m);
-    ASSERT_TRUE(r) << m;
-    ASSERT_NE(r->keys, nullptr);
-    EXPECT_TRUE(r->keys->empty());
+    EXPECT_EQ(r.code(), errc::invalid_argument);
+    EXPECT_EQ(m, "no key source: set jwt_secret_file or jwks_file");
+
+    // A JWK set whose only key is skipped (an encryption key) yields none either.
+    temp_dir d;
+    std::string enc(kEdJwk);
+    const std::string kid = "\"kid\":\"ed-1\"";
+    enc.replace(enc.find(kid), kid.size(), "\"kid\":\"e2\",\"use\":\"enc\"");
+    s.jwks_file = d.write("enc-only.json", "{\"keys\":[" + enc + "]}");
+    r = load_jwt_keys(s, m);
+    EXPECT_EQ(r.code(), errc::invalid_argument);
+    EXPECT_EQ(m.rfind("no key source yields a usable key; ", 0), 0u) << m;
+    EXPECT_NE(m.find("skipped keys[0]"), std::string::npos) << m;
 }
 
 TEST(KeysJwt, VerifyOptionsFromSettings) {

@@ -415,6 +415,13 @@ def log_record(log, index):
     return json.loads(log.lines[index])
 
 
+def log_seconds(record):
+    """A log record's "ts" (UTC, millisecond precision) as seconds since the epoch."""
+    import datetime
+    t = datetime.datetime.strptime(record["ts"].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 class ShardHandOver(unittest.TestCase):
     """Two tunnels whose agents sit on different shards, one keep-alive connection alternating
     between them: the hand-over budget (two hops, so replicas that briefly disagree cannot
@@ -603,6 +610,28 @@ class SilentAgents(unittest.TestCase):
             up.stop()
             shutil.rmtree(tmp, ignore_errors=True)
 
+
+    def test_a_dead_agent_is_noticed_pong_timeout_after_its_last_pong(self):
+        """Issue 12: the pong deadline was checked on ping ticks only, so a dead agent was noticed
+        up to a ping interval late (60 s instead of 45 s by default). An upgraded connection that
+        never answers a ping: its last "pong" is the upgrade itself, so with ping 1000 ms and pong
+        1500 ms the relay must end it 1.5 s after "agent connected" (it was 2.0 s: the second
+        tick). Both times come from the relay's own log, so the client's scheduling does not
+        enter the measure."""
+        relay = Relay(FERRYD, "--handshake-timeout-ms", "60000", "--ping-interval-ms", "1000",
+                      "--pong-timeout-ms", "1500")
+        try:
+            s, status = ws_upgrade(relay.port, agent_token("pat"))
+            self.assertIn(" 101 ", status)
+            i = relay.log.wait_for(['"agent connected"', '"pat"'], timeout=10)
+            j = relay.log.wait_for(['"agent gone"', "no pong from agent"], timeout=10, start=i)
+            took = log_seconds(log_record(relay.log, j)) - log_seconds(log_record(relay.log, i))
+            self.assertGreaterEqual(took, 1.45, "ended before the pong timeout")
+            self.assertLess(took, 1.85, "the pong deadline waited for a ping tick")
+            self.assertIsNotNone(seconds_until_closed(s, 10), "the connection stayed open")
+            s.close()
+        finally:
+            stop_clean(self, relay)
 
 # ---- 3. file descriptors ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -421,6 +422,20 @@ class WithFerryAgent(unittest.TestCase):
         c.close()
         return out
 
+
+    def test_sighup_is_ignored_by_ferryd_and_the_agent(self):
+        """SIGHUP has no meaning yet (reload comes with the control plane); its default would end
+        the process at once and cut every tunnel. A signal sent with kill() is pending at once
+        and delivered before the process runs user code again, so a request served afterwards
+        by both processes proves neither died of it."""
+        with self.ferry_tunnel() as (relay, agent):
+            self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            for p in (relay.proc, agent.proc):
+                os.kill(p.pid, signal.SIGHUP)
+            for _ in range(3):
+                self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
+            self.assertIsNone(relay.proc.poll())
+            self.assertIsNone(agent.proc.poll())
     def test_agent_serves_and_comes_back_after_relay_restart(self):
         relay = Relay(FERRYD, shards=2)
         agent = FerryAgent(FERRY, relay.port, self.tok, [("web", self.up.port)], self.tmp)
@@ -647,6 +662,7 @@ class KeysNotBuiltYet(unittest.TestCase):
             for key, args in {"ssh_listen": ["--ssh-listen", "127.0.0.1:0"],
                               "jwks_url": ["--jwks-url", "https://id.example/jwks.json"],
                               "admin_listen": ["--admin-listen", "127.0.0.1:9999"],
+                              "admin_token_file": ["--admin-token-file", secret],
                               "drain_timeout_ms": ["--drain-timeout-ms", "5000"]}.items():
                 with self.subTest(key):
                     r = subprocess.run(base + args, capture_output=True, text=True, timeout=30)
@@ -654,6 +670,12 @@ class KeysNotBuiltYet(unittest.TestCase):
                     self.assertIn(f"ferryd: {key}: ", r.stderr)
                     self.assertIn("not built yet", r.stderr)
                     self.assertEqual(r.stdout, "")  # never listened
+            # No key source at all: a relay that would refuse every token does not start.
+            r = subprocess.run([FERRYD, "--no-tls", "--listen", "127.0.0.1:0", "--data-dir", tmp],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("ferryd: JWT keys: no key source: set jwt_secret_file or jwks_file", r.stderr)
+            self.assertEqual(r.stdout, "")
             # The default admin_listen starts, and warns that nothing listens there.
             relay = Relay(FERRYD, "--admin-listen", "127.0.0.1:9090")
             try:
