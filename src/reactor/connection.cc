@@ -46,19 +46,24 @@ void connection::wake() noexcept {
     if (!in_work_ && st_ != state::closed) shard_->enqueue(this);
 }
 
+void connection::queued() noexcept {
+    if (!above_high_ && output_pending() > high_watermark_) crossed_high_ = true;
+    wake();
+}
+
 // ---- actions ------------------------------------------------------------------------------
 
 status connection::send(slice data) {
     if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
     app_out().append(std::move(data));
-    wake();
+    queued();
     return {};
 }
 
 status connection::send(buffer_chain&& data) {
     if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
     app_out().append(std::move(data));
-    wake();
+    queued();
     return {};
 }
 
@@ -72,7 +77,7 @@ buffer_chain* connection::output() noexcept { return accepts_output() ? &app_out
 status connection::send_copy(bytes data) {
     if (!accepts_output()) return fail(errc::closed, "send on a closed connection");
     app_out().append_copy(data);
-    wake();
+    queued();
     return {};
 }
 
@@ -267,11 +272,15 @@ void connection::service() noexcept {
             on_read_eof();
         }
         if (st_ == state::open && !handover_) {
-            const std::size_t queued = output_pending();
-            if (!above_high_ && queued > high_watermark_) {
+            // A crossing the kernel already undid in this iteration still counts (see
+            // on_output_high): then low follows high at once.
+            const bool crossed = crossed_high_;
+            crossed_high_ = false;
+            if (!above_high_ && (crossed || output_pending() > high_watermark_)) {
                 above_high_ = true;
                 on_output_high();
-            } else if (above_high_ && queued <= high_watermark_ / 2) {
+            }
+            if (above_high_ && st_ == state::open && !handover_ && output_pending() <= high_watermark_ / 2) {
                 above_high_ = false;
                 on_output_low();
             }

@@ -55,7 +55,12 @@ public:
     virtual void on_data(slice data) = 0;
     // The peer shut its write side (recv returned 0). Default: close(close_mode::flush).
     virtual void on_read_eof() { close(); }
-    // Queued output went above the high watermark / back below high/2 (STYLE 9). Typical use:
+    // Queued output went above the high watermark / back below high/2 (STYLE 9). A send that
+    // leaves the output above the watermark always leads to on_output_high and, once the
+    // output is down to high/2, on_output_low, even when the kernel takes the bytes within the
+    // same loop iteration (before the check at its end): a handler that saw
+    // output_pending() > output_watermark() after queuing may simply wait for on_output_low.
+    // Typical use:
     // pause_reading() the connection that feeds this one, resume on low.
     virtual void on_output_high() {}
     virtual void on_output_low() {}
@@ -78,7 +83,7 @@ public:
     // chain is built per message and the output's tail block is reused across sends. nullptr
     // whenever send() would fail with errc::closed. Call commit_output() after appending.
     buffer_chain* output() noexcept;
-    void commit_output() noexcept { wake(); }
+    void commit_output() noexcept { queued(); }
     // Half-close once queued output is sent (SHUT_WR). Reading continues.
     void shutdown_write() noexcept;
     void close(close_mode mode = close_mode::flush) noexcept;
@@ -96,6 +101,7 @@ public:
     status hand_over(unsigned target, buffer_chain&& already_read, adopt_fn make);
     // Output above this many queued bytes raises on_output_high (default: shard config).
     void set_output_watermark(std::size_t high) noexcept { high_watermark_ = high; }
+    std::size_t output_watermark() const noexcept { return high_watermark_; }
     // Asks for one on_output_drained() as soon as no output is queued (from the loop, even if
     // nothing is queued now). Used to wait for a peer to read what it was sent.
     void notify_output_drained() noexcept {
@@ -145,6 +151,7 @@ private:
     void arm_send() noexcept;
     void cancel_op(std::uint8_t kind, std::uint16_t gen) noexcept;
     void wake() noexcept;             // put on the shard's work list
+    void queued() noexcept;           // output was queued: notes a crossing of the watermark, wakes
     bool ops_in_flight() const noexcept { return recv_armed_ || send_inflight_ || connect_inflight_; }
     void check_thread() const noexcept;
     bool accepts_output() const noexcept;  // send()/output() would succeed
@@ -173,6 +180,7 @@ private:
     bool eof_seen_ = false;
     bool eof_delivered_ = false;
     bool above_high_ = false;
+    bool crossed_high_ = false;    // output went above the watermark since the last service()
     bool want_drained_ = false;    // notify_output_drained() is pending
     bool shut_wr_wanted_ = false;
     bool shut_wr_done_ = false;

@@ -457,6 +457,8 @@ void consumer_conn::wait_for_tunnel() {
         if (left < wait) wait = std::max(left, std::chrono::milliseconds(1));
     }
     timer_.arm_after(wait);
+    FERRY_LOG(debug, "request queued", {"request_id", request_id_}, {"tunnel", tunnel_},
+              {"queued", std::uint64_t(q.size())}, {"wait_ms", std::int64_t(wait.count())});
     update_reading();
 }
 

@@ -1,6 +1,7 @@
-// ssh_test_server: an SSH server on the reactor and ferry::ssh::session (server role), for the
-// interoperability tests (OpenSSH's ssh, libssh2) on loopback. The relay copies its patterns:
-// one reactor connection per SSH client, reverse forwards, and a relay loop with real
+// ssh_test_server: an SSH server on the reactor, for the interoperability tests (OpenSSH's ssh,
+// libssh2) on loopback. It runs the relay's own pieces: link::ssh_endpoint (the session over the
+// TCP connection, one channel table) and link::channel_pipe (the socket<->channel pump), so the
+// interop tests exercise the code the relay and the agent use, with reverse forwards and real
 // back-pressure in both directions.
 //
 //   ssh_test_server [--listen 127.0.0.1:0] [--host-key-seed HEX64] [--authorized FILE]
@@ -32,7 +33,7 @@
 // relayed both ways. Session channels, direct-tcpip and channel requests are refused (the
 // library's default policy).
 //
-// Back-pressure (why each rule exists):
+// Back-pressure (link::channel_pipe; why each rule exists):
 //  * consumer -> SSH: send_data() takes what the peer's window (or a rekey's queue) allows;
 //    the rest stays queued in the consumer and its reading pauses until a `writable` event
 //    (or writable_after_kex() after `rekey_done`).
@@ -62,6 +63,8 @@
 #include <utility>
 #include <vector>
 
+#include "link/channel_pipe.hh"
+#include "link/ssh_endpoint.hh"
 #include "proto/ssh/hostkey.hh"
 #include "proto/ssh/session.hh"
 #include "reactor/engine.hh"
@@ -135,13 +138,6 @@ std::string printable(std::string_view s) {
     return o.empty() ? "\"\"" : o;
 }
 
-ssh::millis to_ms(shard::clock::time_point t) {
-    return ssh::millis(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
-}
-shard::clock::time_point from_ms(ssh::millis m) {
-    return shard::clock::time_point(std::chrono::milliseconds(m));
-}
-
 // Queued output per consumer above which SSH data is no longer acknowledged (consumed()).
 constexpr std::size_t kConsumerWatermark = 1 << 20;
 // How long a closing connection may take to flush what is queued (SSH: its DISCONNECT;
@@ -150,23 +146,15 @@ constexpr auto kCloseTimeout = std::chrono::seconds(5);
 
 class consumer;
 
-// ---- the SSH side ----------------------------------------------------------------------------
+// ---- the SSH side: link::ssh_endpoint over the TCP connection ---------------------------------
 
-class ssh_conn final : public reactor::connection, private ssh::connection_policy {
+class ssh_conn final : public reactor::connection,
+                       private link::ssh_carrier,
+                       private link::endpoint_events,
+                       private ssh::connection_policy {
 public:
     explicit ssh_conn(shard& s);
-
-    // ---- for consumers (their shard, outside our event handling or inside it) ----
-    result<std::uint32_t> open_channel(consumer* c, std::string_view host, std::uint32_t port,
-                                       std::string_view origin_host, std::uint32_t origin_port);
-    // How much of `data` channel `id` took; an error means the channel cannot take data.
-    result<std::size_t> send_data(std::uint32_t id, bytes data);
-    void consumed(std::uint32_t id, std::size_t n);
-    void send_eof(std::uint32_t id);
-    // The consumer's socket is gone: close the channel (its id stays reserved until the
-    // peer's CLOSE, which then finds no consumer).
-    void consumer_closed(std::uint32_t id, consumer* c);
-    bool output_high() const noexcept { return out_high_; }
+    link::ssh_endpoint& endpoint() noexcept { return ep_; }
 
 private:
     struct forward {
@@ -177,107 +165,93 @@ private:
 
     // reactor::connection
     void on_open() override;
-    void on_data(slice s) override;
+    void on_data(slice s) override { ep_.feed(std::move(s)); }
     void on_read_eof() override { end("peer closed the connection"); }
-    void on_output_high() override;
-    void on_output_low() override;
+    void on_output_high() override { ep_.backpressure(true); }
+    void on_output_low() override { ep_.backpressure(false); }
     void on_close(const error& why) override;
 
-    // ssh::connection_policy (called from inside sess_.feed)
+    // link::ssh_carrier
+    void carry(buffer_chain& b) override {
+        if (buffer_chain* o = output()) {
+            o->append(std::move(b));
+            commit_output();
+        }
+        b.clear();
+    }
+    // link::endpoint_events
+    void on_authenticated(const ssh::session_event& ev) override;
+    void on_disconnected(const ssh::session_event&) override { end("peer sent DISCONNECT"); }
+    void on_open_request(const ssh::conn_event& ev) override {
+        // session, direct-tcpip: not offered by this server.
+        ep_.refuse(ev.id, ssh::open_failure::administratively_prohibited, "not allowed here");
+    }
+    void on_rekey_done(std::size_t resumed) override {
+        say("rekey %u", ++rekeys_);
+        kex_waits_ += resumed;
+    }
+    void on_ssh_failed(const error& e) override { end("protocol error", &e); }
+
+    // ssh::connection_policy (called from inside the session's feed)
     bool tcpip_forward(std::string_view address, std::uint32_t port, std::uint32_t& bound) override;
     bool cancel_tcpip_forward(std::string_view address, std::uint32_t port) override;
 
     std::unique_ptr<reactor::connection> make_consumer(shard& s, const std::string& address,
                                                        std::uint32_t port);
-    void on_event(const ssh::session_event& ev, const slice* in);
-    void on_channel_event(const ssh::conn_event& ev, const slice* in);
-    consumer* find(std::uint32_t id);
-    void on_timer();
-    // Queue what the session wrote and re-arm tick() for the session's next deadline.
-    void after_io();
+    void on_timer() { close(close_mode::abort); }  // the flush of our last words took too long
     // Ends the session: forwards and consumers go, then the socket (after flushing what the
     // session queued, e.g. a DISCONNECT, bounded by kCloseTimeout).
     void end(const char* why, const error* e = nullptr);
     void release_all();
-    // Where the session writes: the socket's queued output, or a sink once it takes no more.
-    buffer_chain& out() {
-        if (buffer_chain* o = output()) return *o;
-        sink_.clear();
-        return sink_;
-    }
-    ssh::millis now() const { return to_ms(owner_.now()); }
     static ssh::session_config make_config(ssh_conn* self, shard& s);
 
     shard& owner_;
-    ssh::session sess_;
-    reactor::timer timer_;  // tick() deadlines; the close timeout once ended
-    buffer_chain sink_;
+    link::ssh_endpoint ep_;
+    reactor::timer timer_;  // the close timeout once ended
     std::vector<forward> forwards_;
-    std::unordered_map<std::uint32_t, ref_ptr<consumer>> chans_;
     bool done_ = false;
-    bool out_high_ = false;
     std::uint32_t rekeys_ = 0;
     std::uint64_t kex_waits_ = 0;  // channels that waited for a rekey to finish
-    std::uint64_t channels_ = 0, bytes_up_ = 0, bytes_down_ = 0;
     std::string end_reason_;
     bool reported_ = false;
 };
 
-// ---- the consumer side -----------------------------------------------------------------------
+// ---- the consumer side: a link::channel_pipe between the socket and its channel --------------
 
-class consumer final : public reactor::connection {
+class consumer final : public reactor::connection, private link::channel_handler {
 public:
     consumer(shard& s, ref_ptr<ssh_conn> ssh, std::string address, std::uint32_t port)
-        : ssh_(std::move(ssh)), address_(std::move(address)), port_(port), recheck_(s, [this] { on_timer(); }) {
+        : ssh_(std::move(ssh)), address_(std::move(address)), port_(port), pipe_(*this),
+          close_timer_(s, [this] { close(close_mode::abort); }) {
         set_output_watermark(kConsumerWatermark);
     }
 
-    // ---- events from the SSH session ----
-    void channel_opened() {
-        opened_ = true;
-        resume_reading();  // the pause taken in on_open
-        pump();
-    }
-    void channel_failed() {
-        detach();
-        close(close_mode::abort);
-    }
-    // Channel data for this consumer, already linked or copied out of the session's buffers.
-    void ssh_data(slice piece) {
-        const std::size_t n = piece.size();
-        (void)send(std::move(piece));  // errc::closed once we are closing: nowhere to go
-        owed_ += n;
-        settle();
-    }
-    void ssh_eof() { shutdown_write(); }
-    void ssh_writable() { pump(); }
-    void channel_closed() {
-        detach();
+private:
+    // link::channel_handler
+    void channel_opened() override { pipe_.open(); }
+    void channel_failed(ssh::open_failure) override { gone(); }
+    void channel_data(slice piece) override { pipe_.to_socket(std::move(piece)); }
+    void channel_eof() override { shutdown_write(); }
+    void channel_writable() override { pipe_.pump(); }
+    void channel_closed() override {
+        pipe_.unbind();
+        ssh_.reset();
         // What the peer sent before its CLOSE still goes out, but a consumer that stopped
         // reading must not hold the socket for ever.
-        closing_ = true;
-        recheck_.arm_after(kCloseTimeout);
+        close_timer_.arm_after(kCloseTimeout);
         close(close_mode::flush);
     }
-    void ssh_gone() {
-        detach();
-        close(close_mode::abort);  // the tunnel broke: the consumer must not see a clean end
-    }
-    // The SSH socket's output went above (true) or back below (false) its watermark.
-    void ssh_backpressure(bool on) {
-        if (on == ssh_pause_) return;
-        ssh_pause_ = on;
-        if (on) {
-            pause_reading();
-        } else {
-            resume_reading();
-        }
+    void session_gone() override { gone(); }  // the tunnel broke: no clean end for the consumer
+    void session_backpressure(bool on) override { pipe_.link_backpressure(on); }
+
+    void gone() {
+        pipe_.unbind();
+        ssh_.reset();
+        close(close_mode::abort);
     }
 
-private:
+    // reactor::connection
     void on_open() override {
-        // No reading until the channel is confirmed (there is nowhere to put the bytes).
-        pause_reading();
         auto peer = this->peer();
         std::string host = "127.0.0.1";
         std::uint32_t port = 0;
@@ -287,106 +261,31 @@ private:
             if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
             port = peer->port();
         }
-        auto id = ssh_ ? ssh_->open_channel(this, address_, port_, host, port)
-                       : result<std::uint32_t>(fail(errc::closed, "session gone"));
-        if (!id) {
-            detach();
-            close(close_mode::abort);
-            return;
-        }
-        id_ = *id;
-        if (ssh_->output_high()) ssh_backpressure(true);
+        link::ssh_endpoint& ep = ssh_->endpoint();
+        auto id = ep.open_forwarded(address_, port_, host, port);
+        if (!id) return gone();
+        ep.attach(*id, *this, *this);
+        pipe_.bind(ep, *id, false);  // bytes read before the confirmation wait for it
     }
-    void on_data(slice s) override {
-        to_ssh_.append(std::move(s));
-        pump();
-    }
-    void on_read_eof() override {
-        // Half-close: EOF goes to the channel once everything read before it went in.
-        eof_in_ = true;
-        pump();
-    }
-    void on_output_high() override { above_high_ = true; }
-    void on_output_low() override {
-        above_high_ = false;
-        repay();
-    }
+    void on_data(slice s) override { pipe_.to_channel(std::move(s)); }
+    void on_read_eof() override { pipe_.socket_eof(); }  // half-close, after what was read
+    void on_output_high() override { pipe_.on_output_high(); }
+    void on_output_low() override { pipe_.on_output_low(); }
     void on_close(const error&) override {
-        recheck_.cancel();
-        if (ssh_) {
-            ssh_->consumer_closed(id_, this);
-            detach();
+        close_timer_.cancel();
+        if (pipe_.bound()) {
+            // The id stays reserved until the peer's CLOSE, which then finds no handler.
+            ssh_->endpoint().close(pipe_.id());
+            pipe_.unbind();
         }
+        ssh_.reset();
     }
-
-    // Hands queued consumer bytes to the channel; pauses reading while some are left.
-    void pump() {
-        if (!ssh_ || !opened_) return;
-        while (!to_ssh_.empty()) {
-            const std::size_t len = to_ssh_.front().size();
-            auto n = ssh_->send_data(id_, to_ssh_.front().view());
-            // Failing, the channel takes no more data (its close is on the way), or the whole
-            // session failed (and detached us).
-            if (!n || !ssh_) {
-                to_ssh_.clear();
-                break;
-            }
-            to_ssh_.consume(*n);
-            if (*n < len) break;
-        }
-        const bool waiting = !to_ssh_.empty();
-        if (waiting != window_pause_) {
-            window_pause_ = waiting;
-            if (waiting) {
-                pause_reading();
-            } else {
-                resume_reading();
-            }
-        }
-        if (!waiting && eof_in_ && !eof_sent_ && ssh_) {
-            eof_sent_ = true;
-            ssh_->send_eof(id_);
-        }
-    }
-    // Acknowledge received SSH data once our queued output is at or below the watermark.
-    // The reactor raises on_output_high only at the end of a loop iteration, and a send
-    // completing in the same batch may bring the output down without a high/low pair: so
-    // when we are over the watermark without the flag, look again shortly.
-    void settle() {
-        if (above_high_) return;  // on_output_low repays
-        if (output_pending() <= kConsumerWatermark) {
-            repay();
-        } else {
-            recheck_.arm_after(std::chrono::milliseconds(0));
-        }
-    }
-    void on_timer() {
-        if (closing_) {
-            close(close_mode::abort);
-        } else if (owed_ > 0) {
-            settle();
-        }
-    }
-    void repay() {
-        if (owed_ == 0 || !ssh_) return;
-        ssh_->consumed(id_, owed_);
-        owed_ = 0;
-    }
-    void detach() { ssh_.reset(); }
 
     ref_ptr<ssh_conn> ssh_;  // null once the channel or the session is gone
     std::string address_;
     std::uint32_t port_;
-    std::uint32_t id_ = 0;
-    bool opened_ = false;
-    buffer_chain to_ssh_;       // read from the consumer, not yet taken by the channel
-    bool window_pause_ = false;  // reading paused while to_ssh_ waits for window
-    bool ssh_pause_ = false;     // reading paused while the SSH socket's output is high
-    bool eof_in_ = false, eof_sent_ = false;
-    bool above_high_ = false;
-    std::size_t owed_ = 0;  // SSH bytes delivered to our output but not yet consumed()
-    bool closing_ = false;  // flushing after the channel closed (recheck_ is the deadline)
-    reactor::timer recheck_;  // settle() again, or the close deadline
+    link::channel_pipe pipe_;
+    reactor::timer close_timer_;  // flushing after the channel closed
 };
 
 // ---- ssh_conn implementation -----------------------------------------------------------------
@@ -406,190 +305,18 @@ ssh::session_config ssh_conn::make_config(ssh_conn* self, shard& s) {
     return c;
 }
 
-ssh_conn::ssh_conn(shard& s)
-    : owner_(s), sess_(make_config(this, s)), timer_(s, [this] { on_timer(); }) {}
+ssh_conn::ssh_conn(shard& s) : owner_(s), ep_(s, *this, *this), timer_(s, [this] { on_timer(); }) {}
 
 void ssh_conn::on_open() {
-    if (auto st = sess_.start(out(), now()); !st) return end("start failed", &st.err());
-    after_io();
+    if (auto st = ep_.start(make_config(this, owner_)); !st) return end("start failed", &st.err());
 }
 
-void ssh_conn::on_data(slice s) {
-    if (done_) return;
-    // The transport decrypts in place and keeps a partial packet itself, so every receive is
-    // fed as it is: the slice is ours (a ring buffer or a private heap copy) and writable.
-    mut_bytes in = s.mut_view();
-    const ssh::millis t = now();
-    while (!done_) {
-        auto ev = sess_.feed(in, out(), t);
-        if (!ev) return end("protocol error", &ev.err());
-        if (ev->type == ssh::session_event_type::need_more) break;
-        on_event(*ev, &s);
-    }
-    after_io();
-}
-
-void ssh_conn::on_timer() {
-    if (done_) {
-        close(close_mode::abort);  // the flush of our last words took too long
-        return;
-    }
-    auto ev = sess_.tick(out(), now());
-    if (!ev) return end("tick failed", &ev.err());
-    on_event(*ev, nullptr);
-    after_io();
-}
-
-void ssh_conn::after_io() {
-    commit_output();
-    if (done_) return;
-    ssh::millis d = sess_.next_deadline();
-    if (d == 0) {
-        timer_.cancel();
-        return;
-    }
-    // A deadline already past (tick() found nothing to do yet) must not make the timer spin:
-    // look again a little later.
-    const ssh::millis t = now();
-    if (d <= t) d = t + 20;
-    timer_.arm_at(from_ms(d));
-}
-
-void ssh_conn::on_event(const ssh::session_event& ev, const slice* in) {
-    switch (ev.type) {
-    case ssh::session_event_type::need_more:
-    case ssh::session_event_type::banner: break;
-    case ssh::session_event_type::authenticated: {
-        const ssh::algorithms& a = sess_.transport().negotiated();
-        const std::string_view c = ssh::info(a.enc[0]).name, m = ssh::info(a.mac[0]).name;
-        say("auth %s %s strict=%d cipher=%.*s mac=%.*s", printable(ev.user).c_str(),
-            printable(ev.method).c_str(), sess_.transport().strict_kex() ? 1 : 0, int(c.size()),
-            c.data(), int(m.size()), m.data());
-        break;
-    }
-    case ssh::session_event_type::channel: on_channel_event(ev.conn, in); break;
-    case ssh::session_event_type::rekey_done:
-        say("rekey %u", ++rekeys_);
-        // Channels that a full rekey queue stopped may send again.
-        while (auto id = sess_.conn().writable_after_kex()) {
-            ++kex_waits_;
-            if (consumer* c = find(*id)) c->ssh_writable();
-        }
-        break;
-    case ssh::session_event_type::disconnected: end("peer sent DISCONNECT"); break;
-    }
-}
-
-consumer* ssh_conn::find(std::uint32_t id) {
-    auto it = chans_.find(id);
-    return it == chans_.end() ? nullptr : it->second.get();
-}
-
-void ssh_conn::on_channel_event(const ssh::conn_event& ev, const slice* in) {
-    using ssh::conn_event_type;
-    switch (ev.type) {
-    case conn_event_type::none:
-    case conn_event_type::global_reply: break;
-    case conn_event_type::open_request: {
-        // session, direct-tcpip: not offered by this server.
-        auto st = sess_.conn().refuse_open(ev.id, ssh::open_failure::administratively_prohibited,
-                                           "not allowed here", out());
-        if (!st) end("refuse_open failed", &st.err());
-        break;
-    }
-    case conn_event_type::opened:
-        if (consumer* c = find(ev.id)) c->channel_opened();
-        break;
-    case conn_event_type::open_failed:
-        if (auto it = chans_.find(ev.id); it != chans_.end()) {
-            auto c = std::move(it->second);
-            chans_.erase(it);
-            c->channel_failed();
-        }
-        break;
-    case conn_event_type::data: {
-        const std::size_t n = ev.data.size();
-        bytes_down_ += n;
-        consumer* c = ev.ext == 0 ? find(ev.id) : nullptr;
-        if (!c) {  // extended data means nothing on a TCP channel: acknowledge and drop
-            consumed(ev.id, n);
-            break;
-        }
-        // Zero copy when the payload lies in the receive buffer (decrypted in place); a packet
-        // that straddled receives lives in the transport's own buffer and must be copied.
-        c->ssh_data(slice::part_or_copy(in, ev.data));
-        break;
-    }
-    case conn_event_type::eof:
-        if (consumer* c = find(ev.id)) c->ssh_eof();
-        break;
-    case conn_event_type::closed:
-        if (auto it = chans_.find(ev.id); it != chans_.end()) {
-            auto c = std::move(it->second);
-            chans_.erase(it);
-            c->channel_closed();
-        }
-        break;
-    case conn_event_type::writable:
-        if (consumer* c = find(ev.id)) c->ssh_writable();
-        break;
-    }
-}
-
-result<std::uint32_t> ssh_conn::open_channel(consumer* c, std::string_view host, std::uint32_t port,
-                                             std::string_view origin_host, std::uint32_t origin_port) {
-    if (done_) return fail(errc::closed, "session over");
-    auto id = sess_.conn().open_forwarded_tcpip(host, port, origin_host, origin_port, out());
-    commit_output();
-    if (!id) return id;
-    chans_[*id] = ref_ptr<consumer>(c);
-    ++channels_;
-    return id;
-}
-
-result<std::size_t> ssh_conn::send_data(std::uint32_t id, bytes data) {
-    if (done_) return fail(errc::closed, "session over");
-    bytes offer = data;
-    if (offer.empty()) return std::size_t(0);
-    auto n = sess_.conn().send_data(id, offer, out());
-    commit_output();
-    if (n) bytes_up_ += *n;
-    // A transport failure (the session is closed) ends everything; a channel-level refusal
-    // (closed for sending) only concerns this consumer.
-    if (!n && sess_.closed()) end("send failed", &n.err());
-    return n;
-}
-
-void ssh_conn::consumed(std::uint32_t id, std::size_t n) {
-    if (done_) return;
-    // invalid_argument: the channel is already closing; nothing to reopen then.
-    if (auto st = sess_.conn().consumed(id, n, out()); !st && sess_.closed()) end("consumed failed", &st.err());
-    commit_output();
-}
-
-void ssh_conn::send_eof(std::uint32_t id) {
-    if (done_) return;
-    if (auto st = sess_.conn().send_eof(id, out()); !st && sess_.closed()) end("send_eof failed", &st.err());
-    commit_output();
-}
-
-void ssh_conn::consumer_closed(std::uint32_t id, consumer* c) {
-    auto it = chans_.find(id);
-    if (it == chans_.end() || it->second.get() != c) return;
-    chans_.erase(it);
-    if (done_) return;
-    if (auto st = sess_.conn().close(id, out()); !st && sess_.closed()) end("close failed", &st.err());
-    commit_output();
-}
-
-void ssh_conn::on_output_high() {
-    out_high_ = true;
-    for (auto& [id, c] : chans_) c->ssh_backpressure(true);
-}
-
-void ssh_conn::on_output_low() {
-    out_high_ = false;
-    for (auto& [id, c] : chans_) c->ssh_backpressure(false);
+void ssh_conn::on_authenticated(const ssh::session_event& ev) {
+    ssh::session& sess = ep_.session();
+    const ssh::algorithms& a = sess.transport().negotiated();
+    const std::string_view c = ssh::info(a.enc[0]).name, m = ssh::info(a.mac[0]).name;
+    say("auth %s %s strict=%d cipher=%.*s mac=%.*s", printable(ev.user).c_str(), printable(ev.method).c_str(),
+        sess.transport().strict_kex() ? 1 : 0, int(c.size()), c.data(), int(m.size()), m.data());
 }
 
 bool ssh_conn::tcpip_forward(std::string_view address, std::uint32_t port, std::uint32_t& bound) {
@@ -663,7 +390,6 @@ void ssh_conn::end(const char* why, const error* e) {
         end_reason_ += e->detail;
     }
     release_all();
-    commit_output();
     timer_.arm_after(kCloseTimeout);
     close(close_mode::flush);
 }
@@ -671,9 +397,7 @@ void ssh_conn::end(const char* why, const error* e) {
 void ssh_conn::release_all() {
     for (auto& f : forwards_) owner_.close_listener(f.listener);
     forwards_.clear();
-    auto chans = std::move(chans_);
-    chans_.clear();
-    for (auto& [id, c] : chans) c->ssh_gone();
+    ep_.end();
 }
 
 void ssh_conn::on_close(const error& why) {
@@ -686,9 +410,10 @@ void ssh_conn::on_close(const error& why) {
     if (!reported_) {
         reported_ = true;
         std::string r = printable(end_reason_);
+        const link::endpoint_stats& st = ep_.stats();
         say("end rekeys=%u kexwaits=%llu channels=%llu up=%llu down=%llu reason=%s", rekeys_,
-            (unsigned long long)kex_waits_, (unsigned long long)channels_,
-            (unsigned long long)bytes_up_, (unsigned long long)bytes_down_, r.c_str());
+            (unsigned long long)kex_waits_, (unsigned long long)st.channels_attached,
+            (unsigned long long)st.channel_bytes_out, (unsigned long long)st.channel_bytes_in, r.c_str());
     }
 }
 
