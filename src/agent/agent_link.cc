@@ -20,14 +20,7 @@ using reactor::ref_ptr;
 agent_link::agent_link(reactor::shard& s, agent& a, link::ws_client_options wo, ssh::rng& rng, std::string token,
                        std::string user)
     : link::ws_client_connection(s, std::move(wo), rng), agent_(&a), shard_(s), opt_(a.opt_), rng_(rng),
-      token_(std::move(token)), user_(std::move(user)), pool_(a.pool_),
-      ssh_timer_(s, [this] {
-          if (!sess_ || ending_) return;
-          auto ev = sess_->tick(sshout_, now());
-          if (!ev) return on_ssh_error(ev.err());
-          on_session_event(*ev, nullptr);
-          flush_ssh();
-      }),
+      token_(std::move(token)), user_(std::move(user)), pool_(a.pool_), ep_(s, *this, *this),
       ping_timer_(s, [this] {
           if (ending_) return;
           ping_sent_ = shard_.now();
@@ -41,22 +34,19 @@ agent_link::agent_link(reactor::shard& s, agent& a, link::ws_client_options wo, 
               fail_link("SSH keepalives unanswered", true);
               return;
           }
-          if (auto st = sess_->conn().send_keepalive(sshout_); !st) return on_ssh_error(st.err());
+          if (!ep_.check(ep_.session().conn().send_keepalive(ep_.out()))) return;
           ++keepalives_out_;
-          flush_ssh();
           keepalive_timer_.arm_after(opt_.timings.keepalive_interval);
       }),
       setup_timer_(s, [this] { fail_link("SSH session not up within the SSH timeout", true); }),
       drain_timer_(s, [this] {
-          if (!chans_.empty()) {
-              FERRY_LOG(warn, "drain timeout: abandoning channels", {"channels", std::uint64_t(chans_.size())});
+          if (ep_.handlers() > 0) {
+              FERRY_LOG(warn, "drain timeout: abandoning channels", {"channels", std::uint64_t(ep_.handlers())});
           }
           finish_drain();
       }) {}
 
 agent_link::~agent_link() { ssh::wipe(mut_bytes(reinterpret_cast<std::byte*>(token_.data()), token_.size())); }
-
-std::uint64_t agent_link::now() const { return to_ms(shard_.now()); }
 
 void agent_link::on_open() {
     set_nodelay(fd());
@@ -83,33 +73,20 @@ void agent_link::on_ws_open() {
         fail_link("agent gone", true);
         return;
     }
-    sess_ = std::make_unique<ssh::session>(std::move(c));
-    if (auto st = sess_->start(sshout_, now()); !st) return on_ssh_error(st.err());
-    flush_ssh();
+    if (auto st = ep_.start(std::move(c)); !st) return on_ssh_failed(st.err());
     setup_timer_.arm_after(opt_.timings.ssh_timeout);
     ping_timer_.arm_after(opt_.timings.ws_ping_interval);
     pong_timer_.arm_after(opt_.timings.ws_pong_timeout);
 }
 
 void agent_link::on_ws_data(const ws::event& ev, slice payload) {
-    if (ending_ || !sess_) return;
+    if (ending_ || !ep_.started()) return;
     if (ev.op != ws::opcode::binary) {
         fail_link("relay sent a text message (SSH travels in binary messages)", false,
                   ws::close_code::unsupported_data);
         return;
     }
-    mut_bytes in = payload.mut_view();
-    const std::uint64_t t = now();
-    while (!ending_ && sess_) {
-        auto sev = sess_->feed(in, sshout_, t);
-        if (!sev) {
-            on_ssh_error(sev.err());
-            return;
-        }
-        if (sev->type == ssh::session_event_type::need_more) break;
-        on_session_event(*sev, &payload);
-    }
-    flush_ssh();
+    ep_.feed(std::move(payload));
 }
 
 void agent_link::on_ws_pong(bytes) {
@@ -125,7 +102,7 @@ void agent_link::on_ws_closed(std::uint16_t code) {
     if (drain_finished_) return;  // our own close 1000 completing
     if (reason_.empty()) reason_ = "WebSocket closed by the relay (code " + std::to_string(code) + ")";
     ending_ = true;
-    release_targets();
+    ep_.end();
 }
 
 void agent_link::on_ws_refused(const link::ws_refusal& r) {
@@ -149,135 +126,66 @@ void agent_link::on_ws_refused(const link::ws_refusal& r) {
     }
 }
 
-void agent_link::on_output_high() {
-    out_high_ = true;
-    for (auto& [id, t] : chans_) t->backpressure(true);
-}
-
-void agent_link::on_output_low() {
-    out_high_ = false;
-    for (auto& [id, t] : chans_) t->backpressure(false);
-}
-
-void agent_link::flush_ssh() {
-    if (!sshout_.empty()) {
-        if (ws_is_open()) {
-            (void)send_binary(sshout_);  // errc::closed: the socket is going; nothing to save
-        } else {
-            sshout_.clear();
-        }
+void agent_link::carry(buffer_chain& b) {
+    if (ws_is_open()) {
+        (void)send_binary(b);  // errc::closed: the socket is going; nothing to save
     }
-    if (!sess_ || ending_) return;
-    std::uint64_t d = sess_->next_deadline();
-    if (d == 0) {
-        ssh_timer_.cancel();
+    b.clear();
+}
+
+void agent_link::on_banner(std::string_view text) { FERRY_LOG(info, "relay banner", {"text", printable(text, 512)}); }
+
+void agent_link::on_disconnected(const ssh::session_event& ev) {
+    fail_link("relay sent DISCONNECT (" + std::string(ssh::to_string(ev.reason)) + "): " + printable(ev.text), false);
+}
+
+void agent_link::on_authenticated(const ssh::session_event& ev) {
+    setup_timer_.cancel();
+    // The JWT is not needed any more on this link.
+    ssh::wipe(mut_bytes(reinterpret_cast<std::byte*>(token_.data()), token_.size()));
+    token_.clear();
+    const ssh::algorithms& a = ep_.session().transport().negotiated();
+    const std::string fp = ssh::fingerprint_sha256(ep_.session().transport().peer_host_key());
+    FERRY_LOG(info, "ssh up", {"user", user_}, {"method", ev.method}, {"cipher", ssh::info(a.enc[0]).name},
+              {"host_key", fp}, {"strict_kex", ep_.session().transport().strict_kex() ? "yes" : "no"});
+    if (agent_) {
+        const known_hosts_verifier& v = agent_->verifier_;
+        if (v.last() == known_hosts_verifier::outcome::learned) {
+            FERRY_LOG(warn, "relay host key trusted on first use (pinned from now on)", {"relay", v.name()},
+                      {"fingerprint", v.offered_fingerprint()}, {"known_hosts", opt_.known_hosts});
+            if (!v.detail().empty()) FERRY_LOG(warn, "known_hosts not saved", {"detail", v.detail()});
+        }
+        agent_->link_up();
+    }
+    if (draining_) {
+        begin_drain(false);
         return;
     }
-    const std::uint64_t t = now();
-    if (d <= t) d = t + 20;  // a deadline already past must not make the timer spin
-    ssh_timer_.arm_at(from_ms(d));
+    send_forwards();
+    keepalive_timer_.arm_after(opt_.timings.keepalive_interval);
+    return;
 }
 
-void agent_link::on_session_event(const ssh::session_event& ev, const slice* in) {
-    switch (ev.type) {
-    case ssh::session_event_type::need_more: break;
-    case ssh::session_event_type::banner:
-        FERRY_LOG(info, "relay banner", {"text", printable(ev.text, 512)});
-        break;
-    case ssh::session_event_type::authenticated: {
-        setup_timer_.cancel();
-        // The JWT is not needed any more on this link.
-        ssh::wipe(mut_bytes(reinterpret_cast<std::byte*>(token_.data()), token_.size()));
-        token_.clear();
-        const ssh::algorithms& a = sess_->transport().negotiated();
-        const std::string fp = ssh::fingerprint_sha256(sess_->transport().peer_host_key());
-        FERRY_LOG(info, "ssh up", {"user", user_}, {"method", ev.method}, {"cipher", ssh::info(a.enc[0]).name},
-                  {"host_key", fp}, {"strict_kex", sess_->transport().strict_kex() ? "yes" : "no"});
-        if (agent_) {
-            const known_hosts_verifier& v = agent_->verifier_;
-            if (v.last() == known_hosts_verifier::outcome::learned) {
-                FERRY_LOG(warn, "relay host key trusted on first use (pinned from now on)", {"relay", v.name()},
-                          {"fingerprint", v.offered_fingerprint()}, {"known_hosts", opt_.known_hosts});
-                if (!v.detail().empty()) FERRY_LOG(warn, "known_hosts not saved", {"detail", v.detail()});
+void agent_link::on_global_reply(const ssh::conn_event& ev) {
+    if (ev.request == ssh::global_kind::keepalive) {
+        if (keepalives_out_ > 0) --keepalives_out_;
+    } else if (ev.request == ssh::global_kind::cancel_tcpip_forward) {
+        if (pending_cancels_ > 0) --pending_cancels_;
+    } else if (!pending_forwards_.empty()) {
+        std::string name = std::move(pending_forwards_.front());
+        pending_forwards_.pop_front();
+        if (ev.ok) {
+            FERRY_LOG(info, "forward ok", {"tunnel", name});
+            forwards_ok_.push_back(name);
+            if (agent_) {
+                if (forwards_ok_.size() == 1) agent_->link_serving();
+                ++agent_->stats_.forwards_ok;
             }
-            agent_->link_up();
-        }
-        if (draining_) {
-            begin_drain(false);
-            break;
+        } else {
+            FERRY_LOG(warn, "forward refused by the relay", {"tunnel", name});
+            if (agent_) ++agent_->stats_.forwards_refused;
         }
         send_forwards();
-        keepalive_timer_.arm_after(opt_.timings.keepalive_interval);
-        break;
-    }
-    case ssh::session_event_type::channel: on_channel_event(ev.conn, in); break;
-    case ssh::session_event_type::rekey_done:
-        while (auto id = sess_->conn().writable_after_kex()) {
-            if (agent_target* t = find(*id)) t->ssh_writable();
-        }
-        break;
-    case ssh::session_event_type::disconnected:
-        fail_link("relay sent DISCONNECT (" + std::string(ssh::to_string(ev.reason)) + "): " + printable(ev.text),
-                  false);
-        break;
-    }
-}
-
-void agent_link::on_channel_event(const ssh::conn_event& ev, const slice* in) {
-    using ssh::conn_event_type;
-    switch (ev.type) {
-    case conn_event_type::none:
-    case conn_event_type::opened:
-    case conn_event_type::open_failed: break;  // we open no channels
-    case conn_event_type::global_reply:
-        if (ev.request == ssh::global_kind::keepalive) {
-            if (keepalives_out_ > 0) --keepalives_out_;
-        } else if (ev.request == ssh::global_kind::cancel_tcpip_forward) {
-            if (pending_cancels_ > 0) --pending_cancels_;
-        } else if (!pending_forwards_.empty()) {
-            std::string name = std::move(pending_forwards_.front());
-            pending_forwards_.pop_front();
-            if (ev.ok) {
-                FERRY_LOG(info, "forward ok", {"tunnel", name});
-                forwards_ok_.push_back(name);
-                if (agent_) {
-                    if (forwards_ok_.size() == 1) agent_->link_serving();
-                    ++agent_->stats_.forwards_ok;
-                }
-            } else {
-                FERRY_LOG(warn, "forward refused by the relay", {"tunnel", name});
-                if (agent_) ++agent_->stats_.forwards_refused;
-            }
-            send_forwards();
-        }
-        break;
-    case conn_event_type::open_request: on_open_request(ev); break;
-    case conn_event_type::data: {
-        const std::size_t n = ev.data.size();
-        agent_target* t = ev.ext == 0 ? find(ev.id) : nullptr;
-        if (!t) {  // extended data means nothing on a TCP channel: acknowledge and drop
-            consumed(ev.id, n);
-            break;
-        }
-        // Zero copy when decrypted in place in the receive buffer; else reassembled in the
-        // transport's own buffer and copied.
-        t->ssh_data(slice::part_or_copy(in, ev.data));
-        break;
-    }
-    case conn_event_type::eof:
-        if (agent_target* t = find(ev.id)) t->ssh_eof();
-        break;
-    case conn_event_type::closed:
-        if (auto it = chans_.find(ev.id); it != chans_.end()) {
-            auto t = std::move(it->second);
-            chans_.erase(it);
-            t->channel_closed();
-            check_drained();
-        }
-        break;
-    case conn_event_type::writable:
-        if (agent_target* t = find(ev.id)) t->ssh_writable();
-        break;
     }
 }
 
@@ -285,7 +193,7 @@ void agent_link::on_open_request(const ssh::conn_event& ev) {
     const ssh::open_info& o = ev.open;
     auto refuse = [&](ssh::open_failure why, const char* text) {
         if (agent_) ++agent_->stats_.channels_refused;
-        if (auto st = sess_->conn().refuse_open(ev.id, why, text, sshout_); !st) on_ssh_error(st.err());
+        ep_.refuse(ev.id, why, text);
     };
     if (o.type != "forwarded-tcpip") {
         FERRY_LOG(warn, "channel refused: not forwarded-tcpip", {"type", printable(o.type, 64)});
@@ -303,106 +211,66 @@ void agent_link::on_open_request(const ssh::conn_event& ev) {
     if (pool_) {
         if (ref_ptr<agent_target> kept = pool_->take(tun->name, shard_.now())) {
             // A kept upstream connection: no connect, the channel is confirmed at once.
-            kept->bind(this, ev.id);
-            chans_[ev.id] = kept;
             if (agent_) ++agent_->stats_.upstream_reused;
+            kept->bind(this, ev.id);
             target_connected(kept.get());
-            if (output_high()) kept->backpressure(true);
             return;
         }
     }
     auto up = std::make_unique<agent_target>(shard_, this, ev.id, tun->name, opt_, pool_);
+    agent_target* raw = up.get();
     auto c = shard_.connect(tun->target, std::move(up));
-    if (c && agent_) ++agent_->stats_.upstream_connects;
     if (!c) {
         FERRY_LOG(warn, "channel refused: cannot connect to target", {"tunnel", tun->name},
                   {"target", tun->target_text}, {"error", c.err().detail});
         return refuse(ssh::open_failure::connect_failed, "cannot connect to the target");
     }
+    if (agent_) ++agent_->stats_.upstream_connects;
     FERRY_LOG(debug, "channel opening", {"tunnel", tun->name}, {"target", tun->target_text},
               {"origin", printable(o.origin_host, 64)}, {"origin_port", o.origin_port});
-    chans_[ev.id] = ref_ptr<agent_target>(static_cast<agent_target*>(*c));
+    raw->attach();
 }
 
 void agent_link::send_forwards() {
     // One tcpip-forward per tunnel, at most kForwardWindow awaiting their replies (the session
     // bounds our outstanding global requests; keepalives need room too): the rest go out as
     // replies come back, so an agent with many tunnels registers them all.
-    while (!ending_ && !draining_ && sess_ && next_forward_ < opt_.tunnels.size() &&
+    while (!ending_ && !draining_ && ep_.up() && next_forward_ < opt_.tunnels.size() &&
            pending_forwards_.size() < kForwardWindow) {
         const agent_tunnel& t = opt_.tunnels[next_forward_];
-        if (auto st = sess_->conn().request_tcpip_forward(t.name, opt_.forward_port, sshout_); !st) {
-            return on_ssh_error(st.err());
-        }
+        if (!ep_.check(ep_.session().conn().request_tcpip_forward(t.name, opt_.forward_port, ep_.out()))) return;
         pending_forwards_.push_back(t.name);
         ++next_forward_;
     }
 }
 
 void agent_link::target_connected(agent_target* t) {
-    if (ending_ || !sess_) return;
-    if (auto st = sess_->conn().confirm_open(t->id(), sshout_); !st) {
-        if (sess_->closed()) return on_ssh_error(st.err());
-    }
+    if (ending_ || !ep_.up()) return;
+    ep_.confirm(t->id());
     if (agent_) ++agent_->stats_.channels;
     FERRY_LOG(debug, "channel open", {"tunnel", t->name()}, {"id", t->id()});
-    flush_ssh();
 }
 
 void agent_link::target_failed(agent_target* t, const std::string& why) {
-    auto it = chans_.find(t->id());
-    if (it == chans_.end() || it->second.get() != t) return;
-    auto keep = std::move(it->second);
-    chans_.erase(it);
-    if (ending_ || !sess_) return;
+    if (!serves(t->id(), t)) return;
     const agent_tunnel* tun = find_tunnel(t->name());
     FERRY_LOG(warn, "channel refused: target unreachable", {"tunnel", t->name()},
               {"target", tun ? tun->target_text : std::string()}, {"error", why});
     if (agent_) ++agent_->stats_.channels_refused;
-    if (auto st = sess_->conn().refuse_open(t->id(), ssh::open_failure::connect_failed, "target unreachable", sshout_);
-        !st && sess_->closed()) {
-        return on_ssh_error(st.err());
-    }
-    flush_ssh();
+    ep_.refuse(t->id(), ssh::open_failure::connect_failed, "target unreachable");
     check_drained();
 }
 
-result<std::size_t> agent_link::send_data(std::uint32_t id, bytes data) {
-    if (ending_ || !sess_) return fail(errc::closed, "session over");
-    if (data.empty()) return std::size_t(0);
-    auto n = sess_->conn().send_data(id, data, sshout_);
-    if (n) {
-        if (agent_) agent_->stats_.bytes_from_target += *n;
-    } else if (sess_->closed()) {
-        on_ssh_error(n.err());
-        return n;
-    }
-    flush_ssh();
-    return n;
-}
-
-void agent_link::consumed(std::uint32_t id, std::size_t n) {
-    if (ending_ || !sess_) return;
-    if (auto st = sess_->conn().consumed(id, n, sshout_); !st && sess_->closed()) return on_ssh_error(st.err());
-    flush_ssh();
-}
-
-void agent_link::send_eof(std::uint32_t id) {
-    if (ending_ || !sess_) return;
-    if (auto st = sess_->conn().send_eof(id, sshout_); !st && sess_->closed()) return on_ssh_error(st.err());
-    flush_ssh();
-}
-
 bool agent_link::replay(agent_target* t, buffer_chain&& req, bool eof) {
-    auto it = chans_.find(t->id());
-    if (it == chans_.end() || it->second.get() != t || ending_ || !sess_) return false;
+    if (!serves(t->id(), t) || ending_) return false;
     const agent_tunnel* tun = find_tunnel(t->name());
     if (!tun) return false;
     auto fresh = std::make_unique<agent_target>(shard_, this, t->id(), t->name(), opt_, pool_);
     fresh->prepare_replay(std::move(req), eof);
+    agent_target* raw = fresh.get();
     auto c = shard_.connect(tun->target, std::move(fresh));
     if (!c) return false;
-    it->second = ref_ptr<agent_target>(static_cast<agent_target*>(*c));
+    raw->attach();  // takes the channel over from `t`
     FERRY_LOG(info, "upstream closed a kept connection before answering: request sent again on a new one",
               {"tunnel", t->name()}, {"target", tun->target_text});
     if (agent_) {
@@ -413,19 +281,13 @@ bool agent_link::replay(agent_target* t, buffer_chain&& req, bool eof) {
 }
 
 void agent_link::target_closed(agent_target* t) {
-    auto it = chans_.find(t->id());
-    if (it == chans_.end() || it->second.get() != t) return;
+    if (!serves(t->id(), t)) return;
     // The id stays reserved in the session until the peer's CLOSE; the target is done.
-    auto keep = std::move(it->second);
-    chans_.erase(it);
-    if (!ending_ && sess_) {
-        if (auto st = sess_->conn().close(t->id(), sshout_); !st && sess_->closed()) return on_ssh_error(st.err());
-        flush_ssh();
-    }
+    ep_.close(t->id());
     check_drained();
 }
 
-void agent_link::on_ssh_error(const error& e) {
+void agent_link::on_ssh_failed(const error& e) {
     if (e.code == errc::ssh_host_key && agent_) {
         const known_hosts_verifier& v = agent_->verifier_;
         if (v.last() == known_hosts_verifier::outcome::mismatch) {
@@ -447,24 +309,24 @@ void agent_link::on_ssh_error(const error& e) {
     fail_link(std::string("SSH: ") + to_string(e.code) + ": " + e.detail, false);
 }
 
-void agent_link::fail_link(std::string reason, bool abort, std::uint16_t code) {
-    if (ending_) return;
-    ending_ = true;
-    if (reason_.empty()) reason_ = std::move(reason);
-    release_targets();
-    ssh_timer_.cancel();
+void agent_link::stop_timers() {
     ping_timer_.cancel();
     pong_timer_.cancel();
     keepalive_timer_.cancel();
     setup_timer_.cancel();
     drain_timer_.cancel();
+}
+
+void agent_link::fail_link(std::string reason, bool abort, std::uint16_t code) {
+    if (ending_) return;
+    ending_ = true;
+    if (reason_.empty()) reason_ = std::move(reason);
+    ep_.end();  // targets aborted; a DISCONNECT the session wrote has gone out already
+    stop_timers();
     if (abort) {
         close(close_mode::abort);
         return;
     }
-    // A DISCONNECT the session wrote is still in sshout_: send it, then close.
-    if (!sshout_.empty() && ws_is_open()) (void)send_binary(sshout_);
-    sshout_.clear();
     if (ws_is_open()) {
         ws_close(code, code == ws::close_code::going_away ? "agent closing the session" : "binary messages only");
     } else {
@@ -475,12 +337,6 @@ void agent_link::fail_link(std::string reason, bool abort, std::uint16_t code) {
 void agent_link::abandon(const char* why) {
     if (reason_.empty()) reason_ = why;
     fail_link(why, true);
-}
-
-void agent_link::release_targets() {
-    auto chans = std::move(chans_);
-    chans_.clear();
-    for (auto& [id, t] : chans) t->ssh_gone();
 }
 
 void agent_link::begin_drain(bool now_) {
@@ -498,13 +354,13 @@ void agent_link::begin_drain(bool now_) {
     }
     // The relay stops routing new requests here; in-flight channels go on.
     for (const std::string& name : forwards_ok_) {
-        if (sess_->conn().cancel_tcpip_forward(name, opt_.forward_port, sshout_)) ++pending_cancels_;
+        if (ep_.check(ep_.session().conn().cancel_tcpip_forward(name, opt_.forward_port, ep_.out()))) ++pending_cancels_;
+        if (ending_) return;
     }
     forwards_ok_.clear();
-    flush_ssh();
-    FERRY_LOG(info, "draining: waiting for in-flight channels", {"channels", std::uint64_t(chans_.size())},
+    FERRY_LOG(info, "draining: waiting for in-flight channels", {"channels", std::uint64_t(ep_.handlers())},
               {"timeout_ms", std::int64_t(opt_.timings.drain_timeout.count())});
-    if (chans_.empty()) {
+    if (ep_.handlers() == 0) {
         finish_drain();
     } else {
         drain_timer_.arm_after(opt_.timings.drain_timeout);
@@ -512,24 +368,17 @@ void agent_link::begin_drain(bool now_) {
 }
 
 void agent_link::check_drained() {
-    if (draining_ && !drain_finished_ && !ending_ && chans_.empty() && ssh_up()) finish_drain();
+    if (draining_ && !drain_finished_ && !ending_ && ep_.handlers() == 0 && ssh_up()) finish_drain();
 }
 
 void agent_link::finish_drain() {
     if (drain_finished_ || ending_) return;
     drain_finished_ = true;
-    drain_timer_.cancel();
-    release_targets();
-    if (sess_) sess_->disconnect(ssh::disconnect_reason::by_application, "agent shutting down", sshout_);
-    if (!sshout_.empty() && ws_is_open()) (void)send_binary(sshout_);
-    sshout_.clear();
     ending_ = true;
     reason_ = "stopped";
-    ssh_timer_.cancel();
-    ping_timer_.cancel();
-    pong_timer_.cancel();
-    keepalive_timer_.cancel();
-    setup_timer_.cancel();
+    stop_timers();
+    // DISCONNECT goes out; targets still there (drain timeout) are abandoned.
+    ep_.disconnect(ssh::disconnect_reason::by_application, "agent shutting down");
     FERRY_LOG(info, "ssh disconnect sent; closing the WebSocket (1000)");
     ws_close(ws::close_code::normal, "agent shutting down");
 }
@@ -537,13 +386,8 @@ void agent_link::finish_drain() {
 void agent_link::on_close(const error& why) {
     link::ws_client_connection::on_close(why);
     ending_ = true;
-    release_targets();
-    ssh_timer_.cancel();
-    ping_timer_.cancel();
-    pong_timer_.cancel();
-    keepalive_timer_.cancel();
-    setup_timer_.cancel();
-    drain_timer_.cancel();
+    ep_.end();
+    stop_timers();
     if (reason_.empty()) {
         reason_ = why.code == errc::ok ? "closed" : std::string(to_string(why.code)) + ": " + why.detail;
         if (why.code == errc::io && why.sys != 0) reason_ += std::string(" (") + std::strerror(why.sys) + ")";

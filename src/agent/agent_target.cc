@@ -20,11 +20,24 @@ using reactor::ref_ptr;
 
 agent_target::agent_target(reactor::shard& s, agent_link* link, std::uint32_t id, std::string name,
                            const agent_options& o, std::shared_ptr<target_pool> pool)
-    : link_(link), pool_(std::move(pool)), id_(id), name_(std::move(name)), watermark_(o.target_watermark),
-      close_timeout_(o.timings.close_timeout), timer_(s, [this] { on_timer(); }) {
+    : link_(link), pool_(std::move(pool)), id_(id), name_(std::move(name)),
+      close_timeout_(o.timings.close_timeout), timer_(s, [this] { on_timer(); }), pipe_(*this) {
     idle_timeout_ = o.timings.upstream_idle;
-    set_output_watermark(watermark_);
+    set_output_watermark(o.target_watermark);  // the pipe acknowledges channel data against it
     timer_.arm_after(o.timings.target_connect_timeout);
+}
+
+void agent_target::attach() {
+    if (!link_) return;
+    link::ssh_endpoint& ep = link_->endpoint();
+    ep.attach(id_, *this, *this);
+    // Bytes toward the channel flow once the socket is connected (on_open).
+    pipe_.bind(ep, id_, false);
+}
+
+void agent_target::drop_link() noexcept {
+    pipe_.unbind();
+    link_.reset();
 }
 
 void agent_target::on_open() {
@@ -36,6 +49,7 @@ void agent_target::on_open() {
         close(close_mode::abort);
         return;
     }
+    pipe_.open();
     if (replay_target_) {  // the channel is open already: send what the failed connection got
         buffer_chain req = std::move(replay_);
         while (!req.empty()) {
@@ -47,12 +61,10 @@ void agent_target::on_open() {
             eof_out_ = true;
             shutdown_write();
         }
-        if (link_->output_high()) backpressure(true);
         return;
     }
     watch_unused();
     link_->target_connected(this);
-    if (link_ && link_->output_high()) backpressure(true);
 }
 
 void agent_target::on_timer() {
@@ -69,12 +81,10 @@ void agent_target::on_timer() {
         // Connect timeout: on_close reports the refusal.
         if (link_ && replay_target_) link_->target_closed(this);
         else if (link_) link_->target_failed(this, "connect timeout");
-        link_.reset();
+        drop_link();
         close(close_mode::abort);
     } else if (closing_) {
         close(close_mode::abort);  // a target that stopped reading must not hold the socket
-    } else if (owed_ > 0) {
-        settle();
     }
 }
 
@@ -93,8 +103,8 @@ void agent_target::on_data(slice s) {
         replay_.clear();
     }
     if (pool_) exchange_.response_bytes(s.view());
-    to_ssh_.append(std::move(s));
-    pump();
+    if (link_) link_->count_from_target(s.size());
+    pipe_.to_channel(std::move(s));
 }
 
 void agent_target::on_read_eof() {
@@ -105,35 +115,11 @@ void agent_target::on_read_eof() {
     if (try_replay()) return;
     if (pool_) exchange_.response_eof();
     eof_in_ = true;
-    pump();
+    pipe_.socket_eof();
     maybe_finish();
 }
 
-void agent_target::pump() {
-    if (!link_ || !opened_) return;
-    while (!to_ssh_.empty()) {
-        const std::size_t len = to_ssh_.front().size();
-        auto n = link_->send_data(id_, to_ssh_.front().view());
-        if (!n || !link_) {  // the channel takes no more data (closing), or the session ended
-            to_ssh_.clear();
-            break;
-        }
-        to_ssh_.consume(*n);
-        if (*n < len) break;
-    }
-    const bool waiting = !to_ssh_.empty();
-    if (waiting != window_pause_) {
-        window_pause_ = waiting;
-        if (waiting) pause_reading();
-        else resume_reading();
-    }
-    if (!waiting && eof_in_ && !eof_sent_ && link_) {
-        eof_sent_ = true;
-        link_->send_eof(id_);
-    }
-}
-
-void agent_target::ssh_data(slice piece) {
+void agent_target::channel_data(slice piece) {
     const std::size_t n = piece.size();
     if (link_) link_->count_to_target(n);
     last_used_ = owner().now();
@@ -145,8 +131,7 @@ void agent_target::ssh_data(slice piece) {
         // Still connecting: after what is to be sent again, in order (copied: ring buffers are
         // not held across a connect).
         replay_.append(slice::copy_of(piece.view()));
-        owed_ += n;
-        settle();
+        pipe_.delivered(n);
         return;
     }
     if (pool_) exchange_.request_bytes(piece.view());
@@ -158,29 +143,10 @@ void agent_target::ssh_data(slice piece) {
             replay_.clear();
         }
     }
-    (void)send(std::move(piece));  // errc::closed once closing: nowhere to go, nothing owed
-    owed_ += n;
-    settle();
+    pipe_.to_socket(std::move(piece));  // errc::closed once closing: nowhere to go, nothing owed
 }
 
-void agent_target::settle() {
-    if (above_high_) return;  // on_output_low repays
-    if (output_pending() <= watermark_) {
-        repay();
-    } else if (!closing_) {
-        // Over the watermark without on_output_high yet (raised at the end of the loop
-        // iteration): look again shortly.
-        timer_.arm_after(milliseconds(1));
-    }
-}
-
-void agent_target::repay() {
-    if (owed_ == 0 || !link_) return;
-    link_->consumed(id_, owed_);
-    owed_ = 0;
-}
-
-void agent_target::ssh_eof() {
+void agent_target::channel_eof() {
     if (replay_target_ && !opened_) {
         replay_eof_ = true;  // after the replayed bytes, once connected
         return;
@@ -193,7 +159,7 @@ void agent_target::ssh_eof() {
 void agent_target::maybe_finish() {
     // Both directions ended: what is queued still goes out, then the socket closes and
     // on_close closes the channel.
-    if (eof_out_ && eof_sent_ && !closing_) {
+    if (eof_out_ && pipe_.eof_sent() && !closing_) {
         closing_ = true;
         timer_.arm_after(close_timeout_);
         close(close_mode::flush);
@@ -201,30 +167,25 @@ void agent_target::maybe_finish() {
 }
 
 bool agent_target::keep_for_next() const {
-    return pool_ && opened_ && !closing_ && !eof_in_ && !eof_out_ && to_ssh_.empty() &&
+    return pool_ && opened_ && !closing_ && !eof_in_ && !eof_out_ && !pipe_.waiting() &&
            output_pending() == 0 && (exchange_.reusable() || unused_);
 }
 
 void agent_target::channel_closed() {
-    link_.reset();
+    const bool keep = keep_for_next();
+    drop_link();  // also releases the pipe's pauses: an idle connection keeps reading
     if (!opened_) {
         close(close_mode::abort);
         return;
     }
-    if (keep_for_next() && pool_->put(this)) {
+    if (keep && pool_->put(this)) {
         // Idle until the next channel of this tunnel; reading stays on so that the upstream
         // closing it (or saying anything) is seen at once.
         pooled_ = true;
         unused_ = false;
-        owed_ = 0;
-        to_ssh_.clear();
         // Idle counts from the last byte, not from now: a connection that already sat unused
         // under a spare channel must not get a second full idle period.
         timer_.arm_at(last_used_ + pool_->idle_timeout());
-        if (window_pause_ || link_pause_) {
-            window_pause_ = link_pause_ = false;
-            resume_reading();
-        }
         return;
     }
     closing_ = true;
@@ -232,16 +193,9 @@ void agent_target::channel_closed() {
     close(close_mode::flush);
 }
 
-void agent_target::ssh_gone() {
-    link_.reset();
+void agent_target::session_gone() {
+    drop_link();
     close(close_mode::abort);
-}
-
-void agent_target::backpressure(bool on) {
-    if (on == link_pause_) return;
-    link_pause_ = on;
-    if (on) pause_reading();
-    else resume_reading();
 }
 
 void agent_target::bind(agent_link* link, std::uint32_t id) {
@@ -250,10 +204,12 @@ void agent_target::bind(agent_link* link, std::uint32_t id) {
     link_ = ref_ptr<agent_link>(link);
     id_ = id;
     exchange_.reset();
-    eof_in_ = eof_sent_ = eof_out_ = false;
-    owed_ = 0;
+    eof_in_ = eof_out_ = false;
     reused_ = true;
     replay_.clear();
+    link::ssh_endpoint& ep = link->endpoint();
+    ep.attach(id_, *this, *this);
+    pipe_.bind(ep, id_, true);
     watch_unused();
 }
 
@@ -272,10 +228,9 @@ bool agent_target::try_replay() {
     }
     reused_ = false;
     ref_ptr<agent_link> l = link_;
-    if (owed_ > 0) l->consumed(id_, owed_);  // what this connection took, acknowledged
-    owed_ = 0;
+    pipe_.acknowledge_all();  // what this connection took: the new one sends it without owing
     if (!l->replay(this, std::move(replay_), eof_out_)) return false;
-    link_.reset();
+    drop_link();
     if (!is_closed()) close(close_mode::abort);
     return true;
 }
@@ -303,6 +258,7 @@ void agent_target::on_close(const error& why) {
     if (!link_) return;
     if (opened_ && try_replay()) return;
     auto l = std::move(link_);
+    pipe_.unbind();
     if (!opened_ && replay_target_) {
         l->target_closed(this);  // the channel is open: it closes without an answer (502)
     } else if (!opened_) {

@@ -7,6 +7,8 @@
 
 #include "agent/agent_options.hh"
 #include "agent/exchange_tracker.hh"
+#include "link/channel_pipe.hh"
+#include "link/ssh_endpoint.hh"
 #include "proto/base/buffer.hh"
 #include "reactor/connection.hh"
 #include "reactor/timer.hh"
@@ -16,7 +18,7 @@ namespace ferry::agent {
 class agent_link;
 class target_pool;
 
-class agent_target final : public reactor::connection {
+class agent_target final : public reactor::connection, public link::channel_handler {
 public:
     agent_target(reactor::shard& s, agent_link* link, std::uint32_t id, std::string name,
                  const agent_options& o, std::shared_ptr<target_pool> pool);
@@ -25,14 +27,8 @@ public:
     const std::string& name() const noexcept { return name_; }
     bool opened() const noexcept { return opened_; }
 
-    // ---- from the link ----
-    void ssh_data(slice piece);
-    void ssh_eof();
-    void ssh_writable() { pump(); }
-    void channel_closed();  // the peer's CLOSE (or ours answered): keep for the next channel, or flush and go
-    void ssh_gone();        // the session ended: abort
-    void backpressure(bool on);
-
+    // A new connection takes channel `id` in the link's channel table (after shard::connect).
+    void attach();
     // ---- from the pool ----
     // A kept connection serves channel `id` of `link` (the channel is confirmed at once).
     void bind(agent_link* link, std::uint32_t id);
@@ -44,33 +40,38 @@ public:
     reactor::timer::clock::time_point idle_since() const noexcept { return last_used_; }
 
 private:
+    // link::channel_handler
+    void channel_data(slice piece) override;
+    void channel_eof() override;
+    void channel_writable() override { pipe_.pump(); }
+    // The peer's CLOSE (or its answer to ours): keep the connection for the next channel, or
+    // flush and go.
+    void channel_closed() override;
+    void session_gone() override;  // the session ended: abort
+    void session_backpressure(bool on) override { pipe_.link_backpressure(on); }
+
+    // reactor::connection
     void on_open() override;
     void on_data(slice s) override;
     void on_read_eof() override;
-    void on_output_high() override { above_high_ = true; }
-    void on_output_low() override {
-        above_high_ = false;
-        repay();
-    }
+    void on_output_high() override { pipe_.on_output_high(); }
+    void on_output_low() override { pipe_.on_output_low(); }
     void on_close(const error& why) override;
 
-    void pump();
-    void settle();
-    void repay();
     void maybe_finish();
     void on_timer();
     bool keep_for_next() const;
     void watch_unused();
     bool try_replay();
+    void drop_link() noexcept;  // the channel is not ours any more
 
     reactor::ref_ptr<agent_link> link_;  // null once the channel or the session is gone
     std::shared_ptr<target_pool> pool_;  // null: upstream keep-alive off
     std::uint32_t id_;
     std::string name_;
-    std::size_t watermark_;
     milliseconds close_timeout_;
-    reactor::timer timer_;  // connect timeout, then settle re-checks, then the close deadline
-    buffer_chain to_ssh_;   // read from the target, not yet taken by the channel
+    reactor::timer timer_;  // connect timeout, idle and unused deadlines, then the close deadline
+    link::channel_pipe pipe_;    // target socket <-> channel
     exchange_tracker exchange_;  // is the connection reusable after this channel?
     bool opened_ = false;
     bool pooled_ = false;   // idle in the pool, bound to no channel
@@ -85,11 +86,9 @@ private:
     buffer_chain replay_;
     milliseconds idle_timeout_;
     reactor::timer::clock::time_point last_used_{};  // connected, or the last byte either way
-    bool window_pause_ = false, link_pause_ = false;
-    bool eof_in_ = false, eof_sent_ = false, eof_out_ = false;
-    bool above_high_ = false;
+    bool eof_in_ = false;   // the target's EOF was seen
+    bool eof_out_ = false;  // the channel's EOF went to the target (SHUT_WR)
     bool closing_ = false;
-    std::size_t owed_ = 0;  // bytes delivered to our output, not yet consumed() on the channel
 };
 
 }  // namespace ferry::agent

@@ -66,6 +66,9 @@ public:
     // `n` channel bytes were delivered in some other form (the owner transformed and queued
     // them itself, or dropped them): acknowledged like to_socket()'s, once the output is low.
     void delivered(std::size_t n) noexcept;
+    // Acknowledges every delivered byte now, whatever the output holds (the bytes are handed
+    // to someone else, e.g. a new connection that sends them again).
+    void acknowledge_all() noexcept { repay(); }
     // Forwarded from the socket's reactor events.
     void on_output_high() noexcept { above_high_ = true; }
     void on_output_low() noexcept;
