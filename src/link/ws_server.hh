@@ -59,6 +59,7 @@ protected:
 
     // ---- for subclasses ---------------------------------------------------------------------
     ws::codec& codec() noexcept { return *codec_; }
+    bool upgraded() const noexcept { return codec_ != nullptr; }
     // Queue `out` (built with codec()) on the socket. Cheaper: write with codec() straight
     // into reactor::connection::output() and call commit_output().
     void flush(buffer_chain& out) noexcept;

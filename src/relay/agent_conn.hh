@@ -1,37 +1,73 @@
 #pragma once
-// The relay's end of an agent: WebSocket server + SSH server session.
+// The relay's end of an agent: the SSH server session (a link::ssh_endpoint) over whatever
+// carries it, its tunnel names, spare channels, liveness, token expiry. Two transports carry
+// it (agent_transport.hh): a WebSocket on /tunnel (agent_ws_conn: the upgrade's JWT names the
+// owner) and raw SSH on ssh_listen (agent_tcp_conn: the JWT is the SSH password).
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "link/ssh_endpoint.hh"
 #include "relay/shard_state.hh"
 
 namespace ferry::relay {
 
-// ---- agent side: WebSocket + SSH server --------------------------------------------------------
-
-class agent_conn final : public link::ws_server_connection,
-                            private ssh::connection_policy,
-                            private ssh::auth_policy {
+// What an agent_conn needs from the connection that carries it.
+class agent_transport : public link::ssh_carrier {
 public:
-    // `expires`: the token's `exp` (unix seconds; 0 = none). The session ends when it passes
-    // (plus the verifier's leeway): an agent must reconnect with a fresh token (R4).
-    // `slot`: the connection's count in conn_limits, moved from the consumer connection.
-    agent_conn(relay& r, reactor::shard& s, std::string sub, std::uint64_t id, std::int64_t expires = 0,
-                  conn_limits::slot slot = {});
+    virtual reactor::connection& connection() noexcept = 0;
+    // A transport-level ping (WebSocket); false when there is none (raw TCP): the session then
+    // sends SSH keepalives, whose replies count as pongs.
+    virtual bool ping() = 0;
+    // Closes after what is queued (WebSocket: the close handshake with `ws_code`).
+    virtual void goodbye(std::uint16_t ws_code, std::string_view reason) = 0;
+
+protected:
+    ~agent_transport() = default;
+};
+
+class agent_conn final : private link::endpoint_events,
+                         private ssh::connection_policy,
+                         private ssh::auth_policy {
+public:
+    // How the owner is known: from the WebSocket upgrade's token (`sub`, `expires`: its `exp`,
+    // unix seconds, 0 = none; SSH auth `none` is enough), or from the SSH password, a JWT whose
+    // `sub` must be the SSH user (raw SSH: `sub` empty until then).
+    // `slot`: the connection's count in conn_limits.
+    agent_conn(relay& r, reactor::shard& s, agent_transport& t, std::string sub, std::uint64_t id,
+               std::int64_t expires, conn_limits::slot slot);
     ~agent_conn() override;
+    agent_conn(const agent_conn&) = delete;
+    agent_conn& operator=(const agent_conn&) = delete;
+
+    // ---- from the transport ----
+    void start();             // the byte stream is ready (upgraded, or connected)
+    // The connection's count in conn_limits, when it is taken after construction (raw SSH).
+    void adopt_slot(conn_limits::slot s) { slot_ = std::move(s); }
+    void feed(slice piece);   // SSH bytes (writable: decrypted in place)
+    void pong();              // the transport's pong
+    void backpressure(bool on) { ep_.backpressure(on); }
+    // The stream ended (`why`), or a protocol rule was broken by the peer.
+    void stream_ended(std::string why) { end(std::move(why), false); }
+    void on_close(const error& why);
 
     // ---- for consumers on this shard ----
     struct channel_grant {
         std::uint32_t id = 0;
         bool ready = false;  // a spare channel, already open: no channel_opened() will follow
     };
-    // A channel to `name` for `c`: a spare one when there is one (the open round trip is off
-    // the request's path), else a new forwarded-tcpip open (channel_opened()/channel_failed()).
-    result<channel_grant> open_channel(consumer_conn* c, std::string_view name,
+    // A channel to `name` for `c` (attached to the endpoint's table): a spare one when there
+    // is one (the open round trip is off the request's path), else a new forwarded-tcpip open
+    // (channel_opened()/channel_failed()).
+    result<channel_grant> open_channel(link::channel_handler& c, reactor::connection& keep, std::string_view name,
                                        std::string_view origin_host, std::uint32_t origin_port);
-    result<std::size_t> send_data(std::uint32_t id, bytes data);
-    void consumed(std::uint32_t id, std::size_t n);
-    void send_eof(std::uint32_t id);
     // The consumer is done with the channel (or gone): CLOSE it.
-    void consumer_closed(std::uint32_t id, consumer_conn* c);
-    bool output_high() const noexcept { return out_high_; }
+    void consumer_closed(std::uint32_t id, const link::channel_handler& c);
+    link::ssh_endpoint& endpoint() noexcept { return ep_; }
+    reactor::connection& connection() noexcept { return t_.connection(); }
     // Another session of the same owner took `name` over.
     void lose(const std::string& name);
     std::uint64_t session_id() const noexcept { return id_; }
@@ -68,14 +104,13 @@ private:
     void close_spares(forward& f);
     void close_oldest_spare(forward& f);
 
-    // ws_server_connection
-    void on_ws_open() override;
-    void on_ws_data(const ws::event& ev, slice payload) override;
-    void on_ws_pong(bytes) override;
-    void on_ws_closed(std::uint16_t code) override;
-    void on_output_high() override;
-    void on_output_low() override;
-    void on_close(const error& why) override;
+    // link::endpoint_events
+    void on_authenticated(const ssh::session_event& ev) override;
+    void on_disconnected(const ssh::session_event& ev) override;
+    void on_open_request(const ssh::conn_event& ev) override;
+    void on_global_reply(const ssh::conn_event& ev) override;
+    void on_unowned(const ssh::conn_event& ev) override;
+    void on_ssh_failed(const error& e) override;
 
     // ssh::auth_policy
     bool allow_none(std::string_view user) override;
@@ -84,42 +119,35 @@ private:
     bool tcpip_forward(std::string_view address, std::uint32_t port, std::uint32_t& bound) override;
     bool cancel_tcpip_forward(std::string_view address, std::uint32_t port) override;
 
-    void on_event(const ssh::session_event& ev, const slice* in);
-    void on_channel_event(const ssh::conn_event& ev, const slice* in);
-    consumer_conn* find(std::uint32_t id);
-    void on_ssh_timer();
     void on_ping_timer();
     void on_pong_deadline();
     void on_handshake_timeout();
     void on_expiry();
-    // Wraps what the SSH session wrote into WebSocket binary messages; re-arms tick().
-    void after_io();
-    void end(std::string why, bool clean);
+    void arm_expiry();
+    void end(std::string why, bool clean, std::uint16_t ws_code = ws::close_code::normal);
     void release_names(bool clean);
-    ssh::millis now() const;
-    static ssh::session_config make_config(agent_conn* self, relay& r, reactor::shard& s);
+    ssh::session_config make_config();
 
     relay& r_;
     shard_state& st_;
+    reactor::shard& sh_;  // the transport's shard (an agent connection never moves)
+    agent_transport& t_;
     conn_limits::slot slot_;
     std::string sub_;
     std::uint64_t id_;
-    bool counted_ = true;  // holds one of the owner's agent slots (registry)
-    ssh::session sess_;
-    buffer_chain ssh_out_;
-    reactor::timer ssh_timer_;
+    const bool sub_from_password_;  // raw SSH: the owner is whoever the password JWT names
+    bool counted_ = false;          // holds one of the owner's agent slots (registry)
+    link::ssh_endpoint ep_;
     reactor::timer ping_timer_;
-    reactor::timer pong_timer_;  // pong_timeout after the last pong (or the upgrade)
+    reactor::timer pong_timer_;  // pong_timeout after the last pong (or the start)
     reactor::timer expiry_timer_;
     reactor::timer spare_timer_;
-    reactor::timer handshake_timer_;  // upgrade -> SSH authenticated (handshake_timeout)
+    reactor::timer handshake_timer_;  // start -> SSH authenticated (handshake_timeout)
     std::int64_t expires_ = 0;
     std::vector<forward> forwards_;
-    std::unordered_map<std::uint32_t, reactor::ref_ptr<consumer_conn>> chans_;
     std::unordered_map<std::uint32_t, std::string> spares_;  // spare channel id -> tunnel name
     bool started_ = false;
     bool done_ = false;
-    bool out_high_ = false;
     std::string end_reason_;
 };
 

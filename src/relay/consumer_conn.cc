@@ -4,10 +4,11 @@
 //
 // One request at a time per connection (pipelined requests wait in in_ with reading paused).
 // Flow control, both ways:
-//  * consumer -> agent: body bytes go to send_data(); what the agent's window does not take
-//    stays in up_ and reading pauses until `writable`.
-//  * agent -> consumer: channel data is linked into our output; consumed() (which reopens the
-//    agent's window) only runs while our queued output is at or below its watermark.
+//  * consumer -> agent: the rewritten head and body bytes go through a link::channel_pipe: what
+//    the agent's window does not take waits there and reading pauses until `writable`.
+//  * agent -> consumer: channel data is written to our output (the head rewritten, the body
+//    linked); the pipe acknowledges it (reopening the agent's window) only while our queued
+//    output is at or below its watermark.
 // Timeouts: the head (slowloris), idle keep-alive, the queue wait, time to the first response
 // byte, and the flush before close.
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "relay/conn_limits.hh"
 #include "relay/ingress.hh"
 #include "relay/agent_conn.hh"
+#include "relay/agent_ws_conn.hh"
 #include "relay/consumer_conn.hh"
 #include "relay/shard_state.hh"
 
@@ -71,12 +73,12 @@ consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops, conn_li
       slot_(std::move(slot)),
       hops_(hops),
       timer_(s, [this] { on_timer(); }),
-      recheck_(s, [this] { settle(); }),
       again_(s, [this] {
           if (ph_ == phase::head && !waiting_reader_) step();
       }),
       parser_(head_limits(r.options())),
       req_body_(head_limits(r.options())),
+      pipe_(*this),
       resp_parser_(http1::limits{}),
       resp_body_(http1::limits{.max_body = ~std::uint64_t(0)}) {
     set_output_watermark(kOutputWatermark);
@@ -162,30 +164,13 @@ void consumer_conn::on_open() {
         for (const reactor::ip_prefix& t : r_.options().trusted_proxies)
             if (t.contains(*p)) trusted_proxy_ = true;
     }
-    if (!slot_.counted()) {  // just accepted (a connection handed over brings its count)
-        conn_limits& lim = r_.limits();
-        // A trusted proxy speaks for many clients: the per-address cap does not apply to it.
-        auto v = lim.admit(slot_, peer_addr, false, !trusted_proxy_);
-        // At the process's cap a connection here that waits for a request makes room
-        // (shard_state::evict_one: unauthenticated ones first; agents never).
-        if (v == conn_limits::verdict::over_total && r_.make_room(owner())) {
-            v = lim.admit(slot_, peer_addr, true, !trusted_proxy_);
-            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_now(), warn,
-                            "at max_connections: closed a waiting connection to make room",
-                            {"max_connections", std::uint64_t(lim.max_total())});
-        }
-        if (v != conn_limits::verdict::ok) {
-            const bool ip = v == conn_limits::verdict::over_ip;
-            FERRY_LOG_GATED(st_.refused_connection_log, st_.log_now(), warn,
-                            ip ? "connection refused: max_connections_per_ip"
-                               : "connection refused: max_connections",
-                            {"client", client_ip_},
-                            {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())});
-            gone_ = true;
-            ph_ = phase::draining;
-            close(reactor::close_mode::abort);
-            return;
-        }
+    // Just accepted (a connection handed over brings its count). A trusted proxy speaks for
+    // many clients: the per-address cap does not apply to it.
+    if (!slot_.counted() && !r_.admit(owner(), slot_, peer_addr, !trusted_proxy_, client_ip_)) {
+        gone_ = true;
+        ph_ = phase::draining;
+        close(reactor::close_mode::abort);
+        return;
     }
     relist();
     timer_.arm_after(r_.options().head_timeout);
@@ -221,12 +206,9 @@ void consumer_conn::on_read_eof() {
     if (ph_ == phase::streaming) pump_up();
 }
 
-void consumer_conn::on_output_high() { above_high_ = true; }
+void consumer_conn::on_output_high() { pipe_.on_output_high(); }
 
-void consumer_conn::on_output_low() {
-    above_high_ = false;
-    repay();
-}
+void consumer_conn::on_output_low() { pipe_.on_output_low(); }
 
 void consumer_conn::on_output_drained() {
     // The consumer read every answer it had been sent: go on with its pipelined requests (or
@@ -249,13 +231,9 @@ void consumer_conn::on_close(const error&) {
     unlist();
     slot_.release();
     timer_.cancel();
-    recheck_.cancel();
     again_.cancel();
     if (ph_ == phase::waiting) leave_queue();
-    if (ssh_) {
-        ssh_->consumer_closed(chan_, this);
-        detach();
-    }
+    close_channel();
 }
 
 // ---- head, routing -------------------------------------------------------------------------
@@ -348,7 +326,7 @@ void consumer_conn::dispatch() {
         relay* rp = &r_;
         auto st = hand_over(owner().id(), std::move(all),
                             [rp, sub, id, expires, slot = std::move(slot_)](reactor::shard& s) mutable {
-                                return std::make_unique<agent_conn>(*rp, s, sub, id, expires, std::move(slot));
+                                return std::make_unique<agent_ws_conn>(*rp, s, sub, id, expires, std::move(slot));
                             });
         if (!st) {
             r_.names().remove_agent(sub);
@@ -481,13 +459,14 @@ void consumer_conn::leave_queue() {
 
 void consumer_conn::start_exchange(agent_conn* s) {
     const http1::request_head& h = parser_.head();
-    auto grant = s->open_channel(this, tunnel_, client_ip_, client_port_);
+    auto grant = s->open_channel(*this, *this, tunnel_, client_ip_, client_port_);
     if (!grant) {
         // The session is ending (its names are about to be leased): wait for the next one.
         return wait_for_tunnel();
     }
-    ssh_ = reactor::ref_ptr<agent_conn>(s);
-    chan_ = grant->id;
+    ssh_ = s;
+    ssh_keep_ = reactor::ref_ptr<reactor::connection>(&s->connection());
+    pipe_.bind(s->endpoint(), grant->id, false);  // open below (a spare) or at channel_opened()
     spare_ = grant->ready;
     enter(phase::opening);
     // traceparent into a stack buffer: no allocation per request.
@@ -504,15 +483,16 @@ void consumer_conn::start_exchange(agent_conn* s) {
     ctx.request_id = request_id_;
     ctx.traceparent = std::string_view(tp, sizeof tp);
     ctx.keep_authorization = r_.options().forward_authorization;
-    if (auto st = ingress::write_upstream_head(up_, h, route_, ctx); !st) {
+    buffer_chain head;
+    if (auto st = ingress::write_upstream_head(head, h, route_, ctx); !st) {
         return fail(ingress::error_kind::bad_request, "request head cannot be forwarded");
     }
+    while (!head.empty()) pipe_.to_channel(head.pop_front());
     req_body_.start(h.body);
     req_body_done_ = h.body.kind == http1::body_kind::none;
     resp_parser_.reset();
     resp_parser_.set_request_method(method_);
     timer_.arm_after(r_.options().first_byte_timeout);
-    if (s->output_high()) ssh_backpressure(true);
     if (grant->ready) return channel_opened();  // a spare: the head goes out now
     update_reading();
 }
@@ -520,6 +500,7 @@ void consumer_conn::start_exchange(agent_conn* s) {
 void consumer_conn::channel_opened() {
     if (ph_ != phase::opening) return;
     enter(phase::streaming);
+    pipe_.open();
     pump_up();
     update_reading();
 }
@@ -535,7 +516,7 @@ void consumer_conn::channel_failed(ssh::open_failure why) {
 }
 
 void consumer_conn::pump_up() {
-    // Request body bytes from in_ into up_ (linked, not copied), as far as the framing says.
+    // Request body bytes from in_ into the pipe (linked, not copied), as far as the framing says.
     while (!req_body_done_ && !in_.empty()) {
         const slice& f = in_.front();
         auto p = req_body_.pass_through(f.view());
@@ -549,7 +530,7 @@ void consumer_conn::pump_up() {
             return abort_now();
         }
         if (p.consumed > 0) {
-            forward_part(f, 0, p, [this](slice part) { up_.append(std::move(part)); });
+            forward_part(f, 0, p, [this](slice part) { pipe_.to_channel(std::move(part)); });
             in_.consume(p.consumed);
         }
         if (p.done()) req_body_done_ = true;
@@ -559,17 +540,7 @@ void consumer_conn::pump_up() {
         // The consumer closed its side in the middle of the body: the request is truncated.
         return abort_now();
     }
-    // up_ toward the channel, as far as the agent's window allows.
-    while (ssh_ && ph_ == phase::streaming && !up_.empty()) {
-        const std::size_t len = up_.front().size();
-        auto n = ssh_->send_data(chan_, up_.front().view());
-        if (!n || !ssh_) {
-            up_.clear();
-            break;
-        }
-        up_.consume(*n);
-        if (*n < len) break;
-    }
+    // The pipe sends what the agent's window takes and pauses reading while the rest waits.
     update_reading();
 }
 
@@ -588,7 +559,7 @@ void consumer_conn::update_reading() {
         // and each pipelined head costs a copy of what follows it).
         want = head_.size() + in_.size() <= r_.options().head_limits.max_head_bytes;
     } else if (ph_ == phase::streaming && !req_body_done_) {
-        want = up_.empty() && !ssh_pause_;
+        want = true;  // the pipe pauses reading while the agent's window (or link) holds the body back
     } else {
         want = ph_ != phase::draining && in_.size() < kPipelineBuffer;
     }
@@ -601,24 +572,12 @@ void consumer_conn::update_reading() {
     }
 }
 
-void consumer_conn::ssh_writable() {
-    if (ph_ == phase::streaming) pump_up();
-}
+void consumer_conn::channel_writable() { pipe_.pump(); }
 
-void consumer_conn::ssh_backpressure(bool on) {
-    ssh_pause_ = on;
-    update_reading();
-}
-
-void consumer_conn::ssh_data(slice piece) {
+void consumer_conn::channel_data(slice piece) {
     const std::size_t n = piece.size();
-    owed_ += n;
-    if (ph_ != phase::opening && ph_ != phase::streaming) {
-        settle();
-        return;
-    }
-    response_bytes(std::move(piece));
-    settle();
+    if (ph_ == phase::opening || ph_ == phase::streaming) response_bytes(std::move(piece));
+    pipe_.delivered(n);  // acknowledged once our output is low (nothing, if the channel is gone)
 }
 
 void consumer_conn::response_bytes(slice piece) {
@@ -691,7 +650,7 @@ void consumer_conn::response_bytes(slice piece) {
     }
 }
 
-void consumer_conn::ssh_eof() {
+void consumer_conn::channel_eof() {
     if (ph_ != phase::opening && ph_ != phase::streaming) return;
     upstream_ended();
 }
@@ -715,7 +674,7 @@ void consumer_conn::upstream_ended() {
     abort_now();  // truncated: the consumer must not see a clean end
 }
 
-void consumer_conn::ssh_gone() {
+void consumer_conn::session_gone() {
     detach();
     if (ph_ == phase::opening || ph_ == phase::streaming) {
         if (!any_response_) return fail(ingress::error_kind::bad_gateway, "the agent disconnected");
@@ -724,11 +683,7 @@ void consumer_conn::ssh_gone() {
 }
 
 void consumer_conn::finish_exchange() {
-    if (ssh_) {
-        auto s = ssh_;
-        detach();
-        s->consumer_closed(chan_, this);
-    }
+    close_channel();
     timer_.cancel();
     FERRY_LOG(debug, "request", {"request_id", request_id_}, {"tunnel", tunnel_}, {"method", method_},
               {"status", resp_status_}, {"shard", owner().id()}, {"spare_channel", spare_});
@@ -764,7 +719,6 @@ void consumer_conn::move_into_head() {
 void consumer_conn::reset_request() {
     head_.clear();
     parser_.reset();
-    up_.clear();
     resp_head_.clear();
     resp_parser_.reset();
     resp_started_ = resp_done_ = any_response_ = false;
@@ -787,11 +741,7 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, std::u
 }
 
 void consumer_conn::fail(ingress::error_kind k, std::string_view message, const ingress::error_extra& extra) {
-    if (ssh_) {
-        auto s = ssh_;
-        detach();
-        s->consumer_closed(chan_, this);
-    }
+    close_channel();
     timer_.cancel();
     if (ph_ == phase::waiting) leave_queue();
     FERRY_LOG(debug, "request refused", {"request_id", request_id_}, {"tunnel", printable(tunnel_)},
@@ -842,11 +792,7 @@ void consumer_conn::drain() {
 }
 
 void consumer_conn::abort_now() {
-    if (ssh_) {
-        auto s = ssh_;
-        detach();
-        s->consumer_closed(chan_, this);
-    }
+    close_channel();
     if (ph_ == phase::waiting) leave_queue();
     enter(phase::draining);
     timer_.cancel();
@@ -891,29 +837,23 @@ void consumer_conn::on_timer() {
     }
 }
 
-// ---- back-pressure toward the agent ---------------------------------------------------------
-
-void consumer_conn::settle() {
-    if (above_high_) return;  // on_output_low repays
-    if (output_pending() <= kOutputWatermark) {
-        repay();
-    } else {
-        // The reactor raises on_output_high at the end of the loop iteration, and a send
-        // completing in the same batch may bring the output down without a high/low pair:
-        // look again shortly.
-        recheck_.arm_after(std::chrono::milliseconds(0));
-    }
-}
-
-void consumer_conn::repay() {
-    if (owed_ == 0) return;
-    if (ssh_) ssh_->consumed(chan_, owed_);
-    owed_ = 0;
-}
+// ---- the channel ----------------------------------------------------------------------------
 
 void consumer_conn::detach() {
-    ssh_.reset();
-    owed_ = 0;  // window credit belongs to the channel that is gone, never to the next one
+    // Window credit belongs to the channel that is gone, never to the next one (the pipe
+    // forgets it).
+    pipe_.unbind();
+    ssh_ = nullptr;
+    ssh_keep_.reset();
+}
+
+void consumer_conn::close_channel() {
+    if (!ssh_) return;
+    agent_conn* s = ssh_;
+    const std::uint32_t id = pipe_.id();
+    auto keep = std::move(ssh_keep_);  // the agent's connection stays alive for the call
+    detach();
+    s->consumer_closed(id, *this);
 }
 
 }  // namespace ferry::relay

@@ -1,12 +1,14 @@
 #pragma once
 // A consumer connection: HTTP/1.1 requests routed to tunnels.
+#include "link/channel_pipe.hh"
+#include "link/ssh_endpoint.hh"
 #include "relay/shard_state.hh"
 
 namespace ferry::relay {
 
 // ---- consumer side: HTTP/1.1 requests through channels ----------------------------------------
 
-class consumer_conn final : public reactor::connection {
+class consumer_conn final : public reactor::connection, public link::channel_handler {
 public:
     // `hops`: how many times this socket was already handed between shards for the request
     // being read (bounded, so replicas that briefly disagree cannot bounce it for ever; counted
@@ -23,15 +25,15 @@ public:
     consumer_conn* list_next_ = nullptr;  // links of the evict_list it is in (shard_state)
     consumer_conn* list_prev_ = nullptr;
 
-    // ---- events from the agent session ----
-    void channel_opened();
-    void channel_failed(ssh::open_failure why);
-    void ssh_data(slice piece);
-    void ssh_eof();
-    void ssh_writable();
-    void channel_closed();
-    void ssh_gone();
-    void ssh_backpressure(bool on);
+    // ---- events from the agent session (link::channel_handler) ----
+    void channel_opened() override;
+    void channel_failed(ssh::open_failure why) override;
+    void channel_data(slice piece) override;
+    void channel_eof() override;
+    void channel_writable() override;
+    void channel_closed() override;
+    void session_gone() override;
+    void session_backpressure(bool on) override { pipe_.link_backpressure(on); }
     // ---- from the shard's waiting list: the name's state changed ----
     void tunnel_changed();
 
@@ -72,9 +74,8 @@ private:
     void reset_request();
     void move_into_head();      // pipelined bytes in in_ start the next head
     void next_pipelined();      // parse the next pipelined head (bounded recursion)
-    void detach();
-    void settle();
-    void repay();
+    void detach();              // the channel is not ours any more (pipe unbound, no CLOSE)
+    void close_channel();       // done with the channel: CLOSE it, detach
     void enter(phase p);  // ph_ = p, and the evict_list it belongs in (relist)
     void relist();
     void unlist();
@@ -88,7 +89,6 @@ private:
     unsigned hops_ = 0;
     phase ph_ = phase::head;
     reactor::timer timer_;             // the phase's deadline
-    reactor::timer recheck_;           // settle() again after the loop raised output events
     reactor::timer again_;             // the next pipelined head, from the loop
     unsigned pipelined_ = 0;           // pipelined heads handled in a row without the loop
     // Answers queued while earlier ones were still unsent: a client that pipelines requests and
@@ -117,13 +117,14 @@ private:
     std::string rate_key_;             // its subject, or "ip:ADDR" for a public tunnel without token
     bool consumer_keep_alive_ = false;
     http1::version consumer_ver_ = http1::version::http_1_1;
-    buffer_chain up_;                  // rewritten head + body bytes not yet taken by the channel
     http1::body_reader req_body_;
     bool req_body_done_ = false;
-    // The channel.
-    reactor::ref_ptr<agent_conn> ssh_;
-    std::uint32_t chan_ = 0;
-    bool ssh_pause_ = false;
+    // The channel: the rewritten head and the body go up through the pipe (what the agent's
+    // window does not take waits there, reading paused); the response comes down through it
+    // (acknowledged once our output is at or below its watermark).
+    agent_conn* ssh_ = nullptr;
+    reactor::ref_ptr<reactor::connection> ssh_keep_;  // the agent's connection, alive while we use it
+    link::channel_pipe pipe_;
     // The response.
     std::string resp_head_;
     http1::response_parser resp_parser_;
@@ -135,8 +136,6 @@ private:
     bool dechunk_ = false;             // HTTP/1.0 consumer, chunked response: payload only
     bool any_response_ = false;        // some byte (1xx included) went to the consumer
     bool spare_ = false;               // the channel was a spare (logs)
-    bool above_high_ = false;
-    std::size_t owed_ = 0;             // channel bytes delivered but not yet consumed()
     unsigned requests_ = 0;
 };
 

@@ -71,6 +71,27 @@ bool relay::make_room(reactor::shard& on) {
     return false;
 }
 
+bool relay::admit(reactor::shard& on, conn_limits::slot& slot, const reactor::address& peer, bool per_ip,
+                  std::string_view client) {
+    conn_limits& lim = *limits_;
+    shard_state& st = state(on.id());
+    auto v = lim.admit(slot, peer, false, per_ip);
+    // At the process's cap a connection here that waits for a request makes room
+    // (shard_state::evict_one: unauthenticated ones first; agents never).
+    if (v == conn_limits::verdict::over_total && make_room(on)) {
+        v = lim.admit(slot, peer, true, per_ip);
+        FERRY_LOG_GATED(st.refused_connection_log, st.log_now(), warn,
+                        "at max_connections: closed a waiting connection to make room",
+                        {"max_connections", std::uint64_t(lim.max_total())});
+    }
+    if (v == conn_limits::verdict::ok) return true;
+    const bool ip = v == conn_limits::verdict::over_ip;
+    FERRY_LOG_GATED(st.refused_connection_log, st.log_now(), warn,
+                    ip ? "connection refused: max_connections_per_ip" : "connection refused: max_connections",
+                    {"client", client}, {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())});
+    return false;
+}
+
 std::string relay::host_key_fingerprint() const {
     if (shards_.empty()) return {};
     auto blob = ssh::ed25519_key_blob(shards_[0]->host_key->public_key());

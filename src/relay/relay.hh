@@ -33,6 +33,7 @@
 #include "proto/jwt/keys.hh"
 #include "proto/jwt/token.hh"
 #include "proto/ws/frame.hh"
+#include "relay/conn_limits.hh"
 #include "reactor/ip_prefix.hh"
 #include "reactor/shard.hh"
 
@@ -119,6 +120,11 @@ public:
     // At the connection cap: makes room on `on` (this thread's shard) if it can, else asks
     // another shard that has a connection to close. False when no shard has one.
     bool make_room(reactor::shard& on);
+    // A connection just accepted on `on` from `peer` (`client`: its address for logs) takes
+    // its count in `slot`: false (logged, rate-limited) when a cap refuses it even after
+    // make_room. `per_ip`: the per-address cap applies (not to trusted proxies).
+    bool admit(reactor::shard& on, conn_limits::slot& slot, const reactor::address& peer, bool per_ip,
+               std::string_view client);
 
 private:
     bool room_anywhere() const noexcept;  // some shard has a connection it may close for room
