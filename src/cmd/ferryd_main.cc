@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -49,10 +50,6 @@ int main(int argc, char** argv) {
     // Not built yet: a key that asks for one of these refuses the start (a setting that is
     // accepted must work); the defaults say what they do not do.
     const control::relay_settings defaults;
-    if (!s.ssh_listen.empty())
-        return fatal("ssh_listen",
-                     "the raw SSH listener is not built yet; agents use /tunnel (OpenSSH "
-                     "through `ferry connect`): leave ssh_listen empty");
     if (!s.jwks_url.empty())
         return fatal("jwks_url",
                      "fetching a JWK set over HTTPS is not built yet (control plane): "
@@ -138,6 +135,12 @@ int main(int argc, char** argv) {
 
     auto addr = reactor::address::parse(s.listen);
     if (!addr) return fatal("listen", "expected HOST:PORT, got " + s.listen);
+    std::optional<reactor::address> ssh_addr;
+    if (!s.ssh_listen.empty()) {
+        auto a = reactor::address::parse(s.ssh_listen);
+        if (!a) return fatal("ssh_listen", "expected HOST:PORT, got " + s.ssh_listen);
+        ssh_addr = *a;
+    }
 
     // File descriptors: the soft limit up to the hard one (each connection is one), and the
     // connection cap below it with room for the listeners, rings, logs and the admin side, so
@@ -193,11 +196,20 @@ int main(int argc, char** argv) {
     if (tls_ctx) make = link::with_tls(tls_ctx, std::move(make));
     auto bound = (*eng)->listen(*addr, std::move(make));
     if (!bound) return fatal("listen", s.listen + ": " + describe(bound.err()));
+    std::optional<reactor::address> ssh_bound;
+    if (ssh_addr) {
+        // Raw SSH: no TLS (SSH encrypts), no WebSocket; the JWT is the SSH password.
+        auto b = (*eng)->listen(*ssh_addr, relay.ssh_factory());
+        if (!b) return fatal("ssh_listen", s.ssh_listen + ": " + describe(b.err()));
+        ssh_bound = *b;
+        FERRY_LOG(info, "ssh listener ready", {"ssh_listen", b->to_string()});
+    }
 
     FERRY_LOG(info, "ferryd ready", {"listen", bound->to_string()}, {"tls", tls_ctx ? 1 : 0},
               {"shards", (*eng)->size()}, {"ring_flags", (*eng)->ring_flags()},
               {"host_key", relay.host_key_fingerprint()});
     std::printf("listening on %s\n", bound->to_string().c_str());
+    if (ssh_bound) std::printf("ssh listening on %s\n", ssh_bound->to_string().c_str());
     std::fflush(stdout);
 
     int sig = 0;

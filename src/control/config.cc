@@ -629,8 +629,9 @@ const table<relay_settings>& relay_table() {
                        &R::admin_listen, check_listen_or_empty));
         v.push_back(str_opt<R>("ssh_listen", "--ssh-listen", "FERRY_SSH_LISTEN",
                                "HOST:PORT or empty", "HOST:PORT",
-                               "Optional raw SSH listener for agents that speak SSH directly; "
-                               "empty = off. Not built yet: ferryd refuses to start when it is set",
+                               "Optional raw SSH listener (plain TCP, no TLS or WebSocket) for agents "
+                               "that speak SSH directly: `ssh -N -R NAME:80:HOST:PORT USER@relay` with a "
+                               "JWT whose sub is USER as password; empty = off",
                                &R::ssh_listen, check_listen_or_empty));
         v.push_back(str_opt<R>("tls_cert", "--tls-cert", "FERRY_TLS_CERT", "FILE", "FILE",
                                "PEM certificate chain of the public listener (with tls_key). "

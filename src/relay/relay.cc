@@ -7,6 +7,7 @@
 #include "relay/conn_limits.hh"
 #include "relay/ingress.hh"
 #include "relay/agent_conn.hh"
+#include "relay/agent_tcp_conn.hh"
 #include "relay/consumer_conn.hh"
 #include "relay/shard_state.hh"
 
@@ -49,6 +50,15 @@ reactor::connection_factory relay::factory() {
             !room_anywhere())
             return nullptr;
         return std::make_unique<consumer_conn>(*this, s);
+    };
+}
+
+reactor::connection_factory relay::ssh_factory() {
+    return [this](reactor::shard& s) -> std::unique_ptr<reactor::connection> {
+        if (s.id() >= shards_.size()) return nullptr;
+        if (limits_->max_total() != 0 && limits_->total() >= limits_->max_total() && !room_anywhere())
+            return nullptr;
+        return std::make_unique<agent_tcp_conn>(*this, s, registry_->next_session());
     };
 }
 

@@ -108,6 +108,8 @@ public:
     // The listener's factory (plain TCP; wrap with with_tls for wss://). The relay must
     // outlive the engine's listeners.
     reactor::connection_factory factory();
+    // The raw SSH listener's factory (ssh_listen): agents that speak SSH straight over TCP.
+    reactor::connection_factory ssh_factory();
 
     const relay_options& options() const noexcept { return opt_; }
     // "SHA256:..." of the host key (for logs and for agents to pin).

@@ -148,6 +148,14 @@ class Relay:
             raise RuntimeError("ferryd did not start: " + line + self.log.text())
         self.port = int(line.strip().rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ssh_port = None
+        if "--ssh-listen" in extra:  # the raw SSH listener says where it is next
+            line = self.proc.stdout.readline()
+            if "ssh listening on" not in line:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("ferryd's ssh listener did not start: " + line + self.log.text())
+            self.ssh_port = int(line.strip().rsplit(":", 1)[1])
 
     def alive(self):
         return self.proc.poll() is None
@@ -368,6 +376,34 @@ class SshAgent:
         args.append(f"{user}@ferry-relay")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
+        self.log = LogReader(self.proc.stderr)
+
+    def stop(self, kill=False):
+        rc = stop_process(self.proc, kill=kill, timeout=10)
+        self.log.close()
+        return rc
+
+
+class RawSshAgent:
+    """OpenSSH straight into ferryd's raw SSH listener (ssh_listen), no WebSocket: `ssh -N -R
+    NAME:80:127.0.0.1:PORT USER@relay`, the password (a JWT) given by SSH_ASKPASS."""
+
+    def __init__(self, ssh_port, token_file, forwards, user, tmp):
+        askpass = os.path.join(tmp, f"askpass-{user}-{os.path.basename(token_file)}")
+        with open(askpass, "w") as f:
+            f.write(f"#!/bin/sh\nexec cat {token_file}\n")
+        os.chmod(askpass, 0o700)
+        args = ["ssh", "-N", "-v", "-p", str(ssh_port), "-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+                "-o", "NumberOfPasswordPrompts=1", "-o", "ExitOnForwardFailure=no",
+                "-o", "ServerAliveInterval=5"]
+        for name, port in forwards:
+            args += ["-R", f"{name}:80:127.0.0.1:{port}"]
+        args.append(f"{user}@127.0.0.1")
+        env = dict(os.environ, SSH_ASKPASS=askpass, SSH_ASKPASS_REQUIRE="force", DISPLAY=":0")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
         self.log = LogReader(self.proc.stderr)
 
     def stop(self, kill=False):

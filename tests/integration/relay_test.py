@@ -20,7 +20,8 @@ import tempfile
 import time
 import unittest
 
-from ferry_harness import FerryAgent, Relay, SshAgent, Upstream, agent_token, free_port, mint, pattern, write_token
+from ferry_harness import (FerryAgent, RawSshAgent, Relay, SshAgent, Upstream, agent_token, free_port, mint, pattern,
+                           write_token)
 
 FERRYD = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferryd"
 FERRY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cmd/ferry"
@@ -646,9 +647,114 @@ class WithFerryAgent(unittest.TestCase):
             relay.cleanup()
 
 
+
+class RawSshListener(unittest.TestCase):
+    """ssh_listen (issue 12): OpenSSH connects to ferryd directly, no WebSocket, and serves a
+    tunnel with its password as the JWT. The same relay end (agent_conn on link::ssh_endpoint)
+    as WebSocket agents: leases, take-over, limits and the consumer path are the same."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ferry-rawssh-")
+        cls.up = Upstream()
+        cls.relay = Relay(FERRYD, "--ssh-listen", "127.0.0.1:0", shards=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.relay.stop()
+        cls.relay.cleanup()
+        cls.up.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def agent(self, name, sub, user=None, tok=None):
+        tf = write_token(self.tmp, tok or agent_token(sub), f"tok-{name}-{sub}")
+        return RawSshAgent(self.relay.ssh_port, tf, [(name, self.up.port)], user or sub, self.tmp)
+
+    def get(self, path, sub):
+        c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=30)
+        c.request("GET", path, headers={"Authorization": "Bearer " + mint(sub)})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
+    def test_openssh_serves_requests_and_a_stream(self):
+        mark = len(self.relay.log.lines)
+        a = self.agent("raw", "rita")
+        try:
+            i = self.relay.log.wait_for(['"agent authenticated"', '"rita"'], timeout=20, start=mark)
+            rec = json.loads(self.relay.log.lines[i])
+            self.assertEqual(rec["method"], "password")  # `none` is refused without a WebSocket token
+            self.relay.log.wait_for(['"tunnel up"', '"raw"'], timeout=20, start=mark)
+            self.assertEqual(self.get("/t/raw/hello", "rita"), (200, b"hello from upstream\n"))
+            # 1 MiB up and its digest back, through OpenSSH's own channel windows.
+            body = pattern(MiB, seed=3)
+            c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=30)
+            c.request("POST", "/t/raw/echo", body=body, headers={"Authorization": "Bearer " + mint("rita")})
+            got = json.loads(c.getresponse().read())
+            c.close()
+            self.assertEqual(got["sha256"], hashlib.sha256(body).hexdigest())
+            # A streamed (chunked NDJSON) response: the first line arrives while the upstream
+            # is still producing the rest.
+            c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=30)
+            t0 = time.time()
+            c.request("GET", "/t/raw/ndjson?lines=4&delay=0.4", headers={"Authorization": "Bearer " + mint("rita")})
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            arrivals = []
+            for line in r:
+                arrivals.append((time.time() - t0, json.loads(line)))
+            c.close()
+            self.assertEqual([x[1]["i"] for x in arrivals], list(range(4)))
+            self.assertLess(arrivals[0][0], arrivals[-1][0] - 0.8, arrivals)
+            # Consumers still need a token for the tunnel.
+            c = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=30)
+            c.request("GET", "/t/raw/hello")
+            self.assertEqual(c.getresponse().status, 401)
+            c.close()
+        finally:
+            a.stop()
+
+    def test_a_jwt_for_another_user_or_without_agent_scope_is_refused(self):
+        cases = (("mallory-as-rita", "rita", agent_token("mallory")),   # sub is not the SSH user
+                 ("consumer-token", "rita", mint("rita")),                # no agent scope
+                 ("garbage", "rita", "not-a-jwt"))
+        for name, user, tok in cases:
+            with self.subTest(name):
+                mark = len(self.relay.log.lines)
+                a = self.agent(name, user, user=user, tok=tok)
+                try:
+                    rc = a.proc.wait(timeout=30)  # ssh gives up after its one password prompt
+                    a.log.wait_for("Permission denied", timeout=10)
+                finally:
+                    a.stop()
+                self.assertEqual(rc, 255)
+                self.assertFalse(any(f'"{name}"' in l and '"tunnel up"' in l for l in self.relay.log.lines[mark:]))
+
+    def test_take_over_by_a_websocket_agent_of_the_same_owner(self):
+        """Leases and take-over are the registry's, whatever the transport: `ferry agent` of the
+        same owner takes the name from the raw SSH session."""
+        mark = len(self.relay.log.lines)
+        a = self.agent("shared", "sam")
+        fa = None
+        try:
+            self.relay.log.wait_for(['"tunnel up"', '"shared"'], timeout=20, start=mark)
+            self.assertEqual(self.get("/t/shared/hello", "sam")[0], 200)
+            mark = len(self.relay.log.lines)
+            fa = FerryAgent(FERRY, self.relay.port, write_token(self.tmp, agent_token("sam"), "sam-ws"),
+                            [("shared", self.up.port)], self.tmp)
+            i = self.relay.log.wait_for(['"tunnel up"', '"shared"'], timeout=20, start=mark)
+            self.assertNotEqual(json.loads(self.relay.log.lines[i])["replaced_session"], 0)
+            self.assertEqual(self.get("/t/shared/hello", "sam"), (200, b"hello from upstream\n"))
+        finally:
+            if fa:
+                fa.stop()
+            a.stop()
+
+
 class KeysNotBuiltYet(unittest.TestCase):
-    """Keys for parts that are not built yet (the raw SSH listener, JWKS over HTTPS, the admin
-    listener, graceful drain) are refused at start with a message that says so, rather than
+    """Keys for parts that are not built yet (JWKS over HTTPS, the admin listener and its token,
+    graceful drain) are refused at start with a message that says so, rather than
     accepted and ignored; the defaults start."""
 
     def test_refused_at_start_with_a_reason(self):
@@ -659,8 +765,7 @@ class KeysNotBuiltYet(unittest.TestCase):
                 f.write(b"s" * 40)
             os.chmod(secret, 0o600)
             base = [FERRYD, "--no-tls", "--listen", "127.0.0.1:0", "--data-dir", tmp, "--jwt-secret-file", secret]
-            for key, args in {"ssh_listen": ["--ssh-listen", "127.0.0.1:0"],
-                              "jwks_url": ["--jwks-url", "https://id.example/jwks.json"],
+            for key, args in {"jwks_url": ["--jwks-url", "https://id.example/jwks.json"],
                               "admin_listen": ["--admin-listen", "127.0.0.1:9999"],
                               "admin_token_file": ["--admin-token-file", secret],
                               "drain_timeout_ms": ["--drain-timeout-ms", "5000"]}.items():
