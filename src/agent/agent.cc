@@ -12,12 +12,8 @@
 
 namespace ferry::agent {
 
-using detail::from_ms;
 using detail::host_header;
-using detail::printable;
-using detail::set_nodelay;
 using detail::to_ms;
-using reactor::close_mode;
 using reactor::ref_ptr;
 
 const char* to_string(agent_state s) noexcept {

@@ -141,21 +141,18 @@ class Relay:
         self.proc = subprocess.Popen(args + list(extra), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
         self.log = LogReader(self.proc.stderr)
+        self.port = self._port_line("listening on")
+        self.url = f"http://127.0.0.1:{self.port}"
+        # The raw SSH listener says where it is next.
+        self.ssh_port = self._port_line("ssh listening on") if "--ssh-listen" in extra else None
+
+    def _port_line(self, what):
         line = self.proc.stdout.readline()
-        if "listening on" not in line:
+        if what not in line:
             self.proc.kill()
             self.proc.wait()
-            raise RuntimeError("ferryd did not start: " + line + self.log.text())
-        self.port = int(line.strip().rsplit(":", 1)[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ssh_port = None
-        if "--ssh-listen" in extra:  # the raw SSH listener says where it is next
-            line = self.proc.stdout.readline()
-            if "ssh listening on" not in line:
-                self.proc.kill()
-                self.proc.wait()
-                raise RuntimeError("ferryd's ssh listener did not start: " + line + self.log.text())
-            self.ssh_port = int(line.strip().rsplit(":", 1)[1])
+            raise RuntimeError(f"ferryd did not start ({what}): " + line + self.log.text())
+        return int(line.strip().rsplit(":", 1)[1])
 
     def alive(self):
         return self.proc.poll() is None
