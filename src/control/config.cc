@@ -706,7 +706,9 @@ const table<relay_settings>& relay_table() {
             &R::max_names_per_user, 1, 100000));
         v.push_back(num_opt<R>("max_channels_per_tunnel", "--max-channels-per-tunnel",
                                "FERRY_MAX_CHANNELS_PER_TUNNEL", K::integer,
-                               "Concurrent consumer requests per tunnel",
+                               "Concurrent consumer requests per tunnel (its channels in use; spare channels "
+                               "opened ahead do not count); more wait in the tunnel's queue (queue_max, "
+                               "queue_wait_ms) until one ends",
                                &R::max_channels_per_tunnel, 1, 65536));
         v.push_back(
             num_opt<R>("user_rate_limit", "--user-rate-limit", "FERRY_USER_RATE_LIMIT", K::integer,

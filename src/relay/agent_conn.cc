@@ -34,7 +34,11 @@ ssh::session_config agent_conn::make_config() {
     c.auth_server.policy = this;
     c.auth_server.methods = "password";
     c.connection.policy = this;
-    c.connection.limits.max_channels = r_.options().max_channels_per_tunnel;
+    // The per-tunnel limit is counted here (forward::active); the session's own bound only has
+    // to leave room for every tunnel it may serve, with their spares.
+    const ssh::connection_limits d;
+    c.connection.limits.max_channels = std::uint32_t(std::min<std::uint64_t>(
+        std::uint64_t(r_.options().max_channels_per_tunnel + kMaxSpare) * d.max_forwards, 1u << 20));
     return c;
 }
 
@@ -205,12 +209,16 @@ result<agent_conn::channel_grant> agent_conn::open_channel(link::channel_handler
     if (done_ || !ep_.up()) return fail(errc::closed, "agent session over");
     forward* f = find_forward(name);
     if (!f) return fail(errc::closed, "tunnel not served by this session");
+    if (f->active >= r_.options().max_channels_per_tunnel)
+        return fail(errc::limit_exceeded, "the tunnel has max_channels_per_tunnel channels in use");
     if (!f->spare.empty()) {
         f->low = std::min(f->low, unsigned(f->spare.size()));
         const std::uint32_t id = f->spare.back().id;
         f->spare.pop_back();
         spares_.erase(id);
         ep_.attach(id, c, keep);
+        ++f->active;
+        in_use_[id] = f->name;
         // Its replacement opens when this exchange ends (consumer_closed), not now: the open
         // and its confirmation would otherwise share the CPU with this request's own path.
         return channel_grant{id, true};
@@ -221,6 +229,8 @@ result<agent_conn::channel_grant> agent_conn::open_channel(link::channel_handler
     auto id = ep_.open_forwarded(name, f->port, origin_host, origin_port);
     if (!id) return fail(id.err());
     ep_.attach(*id, c, keep);
+    ++f->active;
+    in_use_[*id] = f->name;
     top_up(*f);
     return channel_grant{*id, false};
 }
@@ -296,8 +306,21 @@ void agent_conn::trim_spares() {
 void agent_conn::consumer_closed(std::uint32_t id, const link::channel_handler& c) {
     if (ep_.handler(id) != &c) return;
     ep_.close(id);
+    channel_ended(id);
     if (done_) return;
     for (auto& f : forwards_) top_up(f);  // replacements for spares taken
+}
+
+void agent_conn::channel_ended(std::uint32_t id) {
+    auto it = in_use_.find(id);
+    if (it == in_use_.end()) return;
+    const std::string name = std::move(it->second);
+    in_use_.erase(it);
+    forward* f = find_forward(name);
+    if (f && f->active > 0) --f->active;
+    // One waiting request of this tunnel may have the channel (on this shard: a tunnel's
+    // consumers are served where its agent is).
+    if (f && !done_) st_.channel_freed(name);
 }
 
 // ---- policies ----------------------------------------------------------------------------

@@ -61,7 +61,9 @@ public:
     };
     // A channel to `name` for `c` (attached to the endpoint's table): a spare one when there
     // is one (the open round trip is off the request's path), else a new forwarded-tcpip open
-    // (channel_opened()/channel_failed()).
+    // (channel_opened()/channel_failed()). errc::limit_exceeded: the tunnel has
+    // max_channels_per_tunnel channels in use (spares not counted); a consumer waits in the
+    // tunnel's queue and is woken when one of them ends (shard_state::channel_freed).
     result<channel_grant> open_channel(link::channel_handler& c, reactor::connection& keep, std::string_view name,
                                        std::string_view origin_host, std::uint32_t origin_port);
     // The consumer is done with the channel (or gone): CLOSE it.
@@ -93,6 +95,7 @@ private:
         unsigned want = 1;                 // spares to keep
         unsigned low = ~0u;                // fewest spares seen at a take since the last ping tick
         bool refused = false;              // the agent refused a spare: none until the next ping tick
+        std::uint32_t active = 0;          // channels given to consumers, not yet ended
     };
     static constexpr unsigned kMaxSpare = 16;
     static constexpr std::chrono::milliseconds kSpareTtl{1000};
@@ -110,6 +113,7 @@ private:
     void on_open_request(const ssh::conn_event& ev) override;
     void on_global_reply(const ssh::conn_event& ev) override;
     void on_unowned(const ssh::conn_event& ev) override;
+    void on_channel_done(std::uint32_t id) override { channel_ended(id); }
     void on_ssh_failed(const error& e) override;
 
     // ssh::auth_policy
@@ -126,6 +130,9 @@ private:
     void arm_expiry();
     void end(std::string why, bool clean, std::uint16_t ws_code = ws::close_code::normal);
     void release_names(bool clean);
+    // A consumer's channel ended (closed by either side, or its open refused): the tunnel has
+    // one more free, and a request waiting for one is woken.
+    void channel_ended(std::uint32_t id);
     ssh::session_config make_config();
 
     relay& r_;
@@ -146,6 +153,7 @@ private:
     std::int64_t expires_ = 0;
     std::vector<forward> forwards_;
     std::unordered_map<std::uint32_t, std::string> spares_;  // spare channel id -> tunnel name
+    std::unordered_map<std::uint32_t, std::string> in_use_;  // consumer channel id -> tunnel name
     bool started_ = false;
     bool done_ = false;
     std::string end_reason_;

@@ -421,10 +421,14 @@ void consumer_conn::dispatch() {
     wait_for_tunnel();
 }
 
-void consumer_conn::wait_for_tunnel() {
+void consumer_conn::wait_for_tunnel(bool at_limit) {
     auto& q = st_.waiting[tunnel_];
+    at_limit_ = at_limit;
     if (q.size() >= r_.options().queue_max) {
-        return fail(ingress::error_kind::tunnel_busy, "tunnel offline and its queue is full", 5);
+        return fail(ingress::error_kind::tunnel_busy,
+                    at_limit ? "the tunnel's channels are all in use and its queue is full"
+                             : "tunnel offline and its queue is full",
+                    at_limit ? 1 : 5);
     }
     q.push_back(reactor::ref_ptr<consumer_conn>(this));
     enter(phase::waiting);
@@ -461,8 +465,9 @@ void consumer_conn::start_exchange(agent_conn* s) {
     const http1::request_head& h = parser_.head();
     auto grant = s->open_channel(*this, *this, tunnel_, client_ip_, client_port_);
     if (!grant) {
-        // The session is ending (its names are about to be leased): wait for the next one.
-        return wait_for_tunnel();
+        // At max_channels_per_tunnel: wait for one of its channels to end. Else the session is
+        // ending (its names are about to be leased): wait for the next one.
+        return wait_for_tunnel(grant.code() == errc::limit_exceeded);
     }
     ssh_ = s;
     ssh_keep_ = reactor::ref_ptr<reactor::connection>(&s->connection());
@@ -821,8 +826,12 @@ void consumer_conn::on_timer() {
             fail(ingress::error_kind::request_timeout, "request head not received in time");
         }
         break;
-    case phase::waiting:
-        fail(ingress::error_kind::tunnel_offline, "tunnel offline", 5);  // leaves the queue
+    case phase::waiting:  // leaves the queue
+        if (at_limit_) {
+            fail(ingress::error_kind::tunnel_busy, "no channel of the tunnel became free in time", 1);
+        } else {
+            fail(ingress::error_kind::tunnel_offline, "tunnel offline", 5);
+        }
         break;
     case phase::opening:
     case phase::streaming:

@@ -58,7 +58,8 @@ private:
     std::chrono::milliseconds idle_limit() const;  // between requests (idle_timeout or the short one)
     void step();                // parse a head from head_ and act on it
     void dispatch();            // a parsed head: agent upgrade, hand-over, queue or exchange
-    void wait_for_tunnel();
+    // Queued until the tunnel is online (`at_limit` false) or one of its channels ends (true).
+    void wait_for_tunnel(bool at_limit = false);
     void leave_queue();
     void start_exchange(agent_conn* s);
     void pump_up();             // request head and body toward the channel
@@ -97,6 +98,7 @@ private:
     unsigned unread_answers_ = 0;
     bool waiting_reader_ = false;
     bool handover_pending_ = false;    // a hand-over waits for our output to be sent
+    bool at_limit_ = false;            // queued because the tunnel's channels are all in use
     std::string head_;                 // the request head as it accumulates (contiguous)
     http1::request_parser parser_;
     buffer_chain in_;                  // received after the parsed head (body, next requests)

@@ -23,6 +23,17 @@ void shard_state::apply(const std::string& name, const name_state& s) {
     for (auto& c : list) c->tunnel_changed();
 }
 
+void shard_state::channel_freed(const std::string& name) {
+    auto w = waiting.find(name);
+    if (w == waiting.end() || w->second.empty()) return;
+    // FIFO: the one waiting longest. It leaves the queue first (a second wait re-queues it at
+    // the back, which cannot happen here: a channel is free).
+    reactor::ref_ptr<consumer_conn> c = std::move(w->second.front());
+    w->second.erase(w->second.begin());
+    if (w->second.empty()) waiting.erase(w);
+    c->tunnel_changed();
+}
+
 void shard_state::forget_tombstones() {
     // Messages between shards take microseconds; a second is far past any reordering. Under
     // heavy churn at most kMaxTombstones are kept (the oldest go early).

@@ -89,6 +89,8 @@ struct shard_state {
     // Applies a registry change to the replica; wakes waiting consumers when the name is
     // online (here or elsewhere) or gone.
     void apply(const std::string& name, const name_state& s);
+    // A channel of `name` (served here) ended: the first consumer waiting for one tries again.
+    void channel_freed(const std::string& name);
     // A name released on `sh` (this shard) is leased until `until`: sweep the registry then.
     void lease_until(reactor::shard& sh, steady::time_point until);
     void sweep_leases(reactor::shard& sh);

@@ -424,6 +424,62 @@ class WithFerryAgent(unittest.TestCase):
         return out
 
 
+    def slow_pair(self, relay, seconds):
+        """Two requests that hold the tunnel's two channels for `seconds`; returns their futures
+        once the upstream has both (so both channels are in use)."""
+        pool = concurrent.futures.ThreadPoolExecutor(4)
+        while not self.up.server.seen.empty():
+            self.up.server.seen.get_nowait()
+        slow = [pool.submit(self.get, relay.port, f"/t/web/slow?s={seconds}") for _ in range(2)]
+        for _ in range(2):
+            self.assertTrue(self.up.server.seen.get(timeout=10)["path"].startswith("/slow"))
+        return pool, slow
+
+    def get_full(self, port, path):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", path, headers=self.hdr)
+        r = c.getresponse()
+        out = r.status, r.getheader("Retry-After"), r.read()
+        c.close()
+        return out
+
+    def test_max_channels_per_tunnel_queues_and_a_freed_channel_wakes_the_request(self):
+        """Issue 12: at max_channels_per_tunnel a request waited the whole queue wait and then got
+        503 tunnel_offline, although the tunnel was online. It waits in the tunnel's queue and
+        is served as soon as a channel ends; 503 tunnel_busy when the queue is full."""
+        with self.ferry_tunnel("--max-channels-per-tunnel", "2", "--queue-max", "1",
+                               "--queue-wait-ms", "20000") as (relay, agent):
+            pool, slow = self.slow_pair(relay, 1.5)
+            mark = len(relay.log.lines)
+            t0 = time.time()
+            third = pool.submit(self.get, relay.port, "/t/web/hello")
+            relay.log.wait_for(['"request queued"', '"web"'], timeout=10, start=mark)
+            # The queue (1) is full now: a fourth is refused at once.
+            status, retry, body = self.get_full(relay.port, "/t/web/hello")
+            self.assertEqual(status, 503)
+            self.assertEqual(json.loads(body)["error"]["code"], "tunnel_busy")
+            self.assertIsNotNone(retry)
+            self.assertEqual(third.result(timeout=15), (200, b"hello from upstream\n"))
+            self.assertLess(time.time() - t0, 10, "the queued request waited for the queue timeout")
+            for f in slow:
+                self.assertEqual(f.result(timeout=15), (200, b"slow\n"))
+            pool.shutdown()
+
+    def test_a_request_waiting_for_a_channel_gets_tunnel_busy_at_the_queue_wait(self):
+        with self.ferry_tunnel("--max-channels-per-tunnel", "2", "--queue-wait-ms", "500") as (relay, agent):
+            pool, slow = self.slow_pair(relay, 3)
+            t0 = time.time()
+            status, retry, body = self.get_full(relay.port, "/t/web/hello")
+            waited = time.time() - t0
+            self.assertEqual(status, 503)
+            self.assertEqual(json.loads(body)["error"]["code"], "tunnel_busy")  # online, only busy
+            self.assertIsNotNone(retry)
+            self.assertGreaterEqual(waited, 0.45)
+            self.assertLess(waited, 2.5)
+            for f in slow:
+                self.assertEqual(f.result(timeout=15), (200, b"slow\n"))
+            pool.shutdown()
+
     def test_sighup_is_ignored_by_ferryd_and_the_agent(self):
         """SIGHUP has no meaning yet (reload comes with the control plane); its default would end
         the process at once and cut every tunnel. A signal sent with kill() is pending at once
