@@ -30,7 +30,7 @@ ssh::session_config agent_conn::make_config() {
     c.transport.self = ssh::role::server;
     c.transport.random = st_.rng.get();
     c.transport.host_key = &*st_.host_key;
-    if (r_.options().rekey_bytes) c.transport.limits.rekey_bytes = r_.options().rekey_bytes;
+    if (cfg_->rekey_bytes) c.transport.limits.rekey_bytes = cfg_->rekey_bytes;
     c.auth_server.policy = this;
     c.auth_server.methods = "password";
     c.connection.policy = this;
@@ -38,7 +38,7 @@ ssh::session_config agent_conn::make_config() {
     // to leave room for every tunnel it may serve, with their spares.
     const ssh::connection_limits d;
     c.connection.limits.max_channels = std::uint32_t(std::min<std::uint64_t>(
-        std::uint64_t(r_.options().max_channels_per_tunnel + kMaxSpare) * d.max_forwards, 1u << 20));
+        std::uint64_t(cfg_->max_channels_per_tunnel + kMaxSpare) * d.max_forwards, 1u << 20));
     return c;
 }
 
@@ -46,6 +46,7 @@ agent_conn::agent_conn(relay& r, reactor::shard& s, agent_transport& t, std::str
                        std::int64_t expires, conn_limits::slot slot)
     : r_(r),
       st_(r.state(s.id())),
+      cfg_(st_.cfg),
       sh_(s),
       t_(t),
       slot_(std::move(slot)),
@@ -77,18 +78,18 @@ void agent_conn::start() {
     // The SSH version, key exchange and authentication must be over in time: a connection that
     // says nothing would hold a connection slot (and, upgraded with a valid token, one of its
     // owner's agent slots) for ever (the real agent would then get 429).
-    handshake_timer_.arm_after(r_.options().handshake_timeout);
-    ping_timer_.arm_after(r_.options().ping_interval);
+    handshake_timer_.arm_after(cfg_->handshake_timeout);
+    ping_timer_.arm_after(cfg_->ping_interval);
     // Its own deadline, not a check on the next ping tick: a dead agent is noticed
     // pong_timeout after its last pong, not up to a ping interval later.
-    pong_timer_.arm_after(r_.options().pong_timeout);
+    pong_timer_.arm_after(cfg_->pong_timeout);
     arm_expiry();
 }
 
 void agent_conn::arm_expiry() {
     if (expires_ <= 0) return;
     // Clamped to a year: a far-future `exp` must not overflow the timer's clock.
-    const std::int64_t left = std::clamp<std::int64_t>(expires_ + r_.options().verify.leeway - unix_now(), 0,
+    const std::int64_t left = std::clamp<std::int64_t>(expires_ + cfg_->verify.leeway - unix_now(), 0,
                                                        365 * 24 * 3600);
     expiry_timer_.arm_after(std::chrono::seconds(left));
 }
@@ -99,7 +100,7 @@ void agent_conn::feed(slice piece) {
 }
 
 void agent_conn::pong() {
-    if (!done_) pong_timer_.arm_after(r_.options().pong_timeout);
+    if (!done_) pong_timer_.arm_after(cfg_->pong_timeout);
 }
 
 void agent_conn::on_pong_deadline() {
@@ -112,7 +113,7 @@ void agent_conn::on_handshake_timeout() {
     FERRY_LOG_GATED(st_.session_log, st_.log_now(), info,
                     "agent SSH handshake not finished in time: closing", {"session", id_},
                     {"sub", printable(sub_)},
-                    {"timeout_ms", std::int64_t(r_.options().handshake_timeout.count())});
+                    {"timeout_ms", std::int64_t(cfg_->handshake_timeout.count())});
     end("ssh handshake timeout", false, ws::close_code::policy);
 }
 
@@ -132,7 +133,7 @@ void agent_conn::on_ping_timer() {
         (void)ep_.check(ep_.session().conn().send_keepalive(ep_.out()));
     }
     trim_spares();
-    ping_timer_.arm_after(r_.options().ping_interval);
+    ping_timer_.arm_after(cfg_->ping_interval);
 }
 
 void agent_conn::on_authenticated(const ssh::session_event& ev) {
@@ -209,7 +210,7 @@ result<agent_conn::channel_grant> agent_conn::open_channel(link::channel_handler
     if (done_ || !ep_.up()) return fail(errc::closed, "agent session over");
     forward* f = find_forward(name);
     if (!f) return fail(errc::closed, "tunnel not served by this session");
-    if (f->active >= r_.options().max_channels_per_tunnel)
+    if (f->active >= cfg_->max_channels_per_tunnel)
         return fail(errc::limit_exceeded, "the tunnel has max_channels_per_tunnel channels in use");
     if (!f->spare.empty()) {
         f->low = std::min(f->low, unsigned(f->spare.size()));
@@ -335,11 +336,11 @@ bool agent_conn::check_password(std::string_view user, std::string_view password
     // A JWT as password: valid, with the agent scope, and for the session's owner (the
     // upgrade's subject, or on raw SSH the SSH user name).
     auto c = st_.verifier->verify(password, unix_now());
-    if (!c || !(*c)->has_scope(r_.options().agent_scope)) return false;
+    if (!c || !(*c)->has_scope(cfg_->agent_scope)) return false;
     if (!sub_from_password_) return (*c)->sub == sub_;
     if (counted_) return (*c)->sub == sub_;  // a second password on the same session
     if ((*c)->sub.empty() || (*c)->sub != user) return false;
-    if (!r_.names().add_agent((*c)->sub, r_.options().max_agents_per_user)) {
+    if (!r_.names().add_agent((*c)->sub, cfg_->max_agents_per_user)) {
         FERRY_LOG_GATED(st_.refused_forward_log, st_.log_now(), warn, "agent refused: too many agent connections for this user",
                         {"sub", printable((*c)->sub)}, {"session", id_});
         return false;
@@ -399,7 +400,7 @@ bool agent_conn::cancel_tcpip_forward(std::string_view address, std::uint32_t po
             close_spares(*it);
             forwards_.erase(it);
             if (auto l = st_.local.find(name); l != st_.local.end() && l->second == this) st_.local.erase(l);
-            name_state s = r_.names().release(name, id_, true, r_.options().lease, sh_.now());
+            name_state s = r_.names().release(name, id_, true, cfg_->lease, sh_.now());
             if (s.version) publish(sh_, r_, name, s);
             FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "tunnel down", {"tunnel", name},
                             {"session", id_}, {"why", "cancelled"});
@@ -423,7 +424,7 @@ void agent_conn::lose(const std::string& name) {
 void agent_conn::release_names(bool clean) {
     for (auto& f : forwards_) {
         if (auto l = st_.local.find(f.name); l != st_.local.end() && l->second == this) st_.local.erase(l);
-        name_state s = r_.names().release(f.name, id_, clean, r_.options().lease, sh_.now());
+        name_state s = r_.names().release(f.name, id_, clean, cfg_->lease, sh_.now());
         if (s.version) publish(sh_, r_, f.name, s);
         if (s.state == name_state::kind::leased) st_.lease_until(sh_, s.until);
         FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "tunnel down", {"tunnel", f.name},

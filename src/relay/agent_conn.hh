@@ -137,6 +137,7 @@ private:
 
     relay& r_;
     shard_state& st_;
+    std::shared_ptr<const relay_config> cfg_;  // the shard's snapshot when this connection started
     reactor::shard& sh_;  // the transport's shard (an agent connection never moves)
     agent_transport& t_;
     conn_limits::slot slot_;

@@ -10,7 +10,7 @@ namespace {
 // is 1 MiB by default; our packets are far smaller).
 constexpr std::size_t kMaxMessage = 256 * 1024;
 
-link::ws_server_options ws_opts(const relay_options& o) {
+link::ws_server_options ws_opts(const relay_config& o) {
     link::ws_server_options w;
     w.limits = o.ws_limits;
     w.head_limits = o.head_limits;
@@ -23,7 +23,7 @@ link::ws_server_options ws_opts(const relay_options& o) {
 
 agent_ws_conn::agent_ws_conn(relay& r, reactor::shard& s, std::string sub, std::uint64_t id,
                              std::int64_t expires, conn_limits::slot slot)
-    : link::ws_server_connection(s, ws_opts(r.options())),
+    : link::ws_server_connection(s, ws_opts(*r.state(s.id()).cfg)),
       agent_(r, s, *this, std::move(sub), id, expires, std::move(slot)) {}
 
 void agent_ws_conn::on_ws_data(const ws::event& ev, slice payload) {

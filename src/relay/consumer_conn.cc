@@ -58,7 +58,7 @@ void forward_part(const slice& s, std::size_t from, const http1::progress& p, Pu
     if (end > cut_end) put(s.sub(cut_end, end - cut_end));
 }
 
-http1::limits head_limits(const relay_options& o) {
+http1::limits head_limits(const relay_config& o) {
     http1::limits l = o.head_limits;
     l.max_body = o.max_body_bytes ? o.max_body_bytes : ~std::uint64_t(0);
     return l;
@@ -70,14 +70,15 @@ consumer_conn::consumer_conn(relay& r, reactor::shard& s, unsigned hops, conn_li
                              bool authenticated)
     : r_(r),
       st_(r.state(s.id())),
+      cfg_(st_.cfg),
       slot_(std::move(slot)),
       hops_(hops),
       timer_(s, [this] { on_timer(); }),
       again_(s, [this] {
           if (ph_ == phase::head && !waiting_reader_) step();
       }),
-      parser_(head_limits(r.options())),
-      req_body_(head_limits(r.options())),
+      parser_(head_limits(*cfg_)),
+      req_body_(head_limits(*cfg_)),
       pipe_(*this),
       resp_parser_(http1::limits{}),
       resp_body_(http1::limits{.max_body = ~std::uint64_t(0)}) {
@@ -161,7 +162,7 @@ void consumer_conn::on_open() {
         if (a.size() > 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
         client_ip_ = std::move(a);
         client_port_ = p->port();
-        for (const reactor::ip_prefix& t : r_.options().trusted_proxies)
+        for (const reactor::ip_prefix& t : cfg_->trusted_proxies)
             if (t.contains(*p)) trusted_proxy_ = true;
     }
     // Just accepted (a connection handed over brings its count). A trusted proxy speaks for
@@ -173,12 +174,12 @@ void consumer_conn::on_open() {
         return;
     }
     relist();
-    timer_.arm_after(r_.options().head_timeout);
+    timer_.arm_after(cfg_->head_timeout);
 }
 
 void consumer_conn::on_data(slice s) {
     if (ph_ == phase::head) {
-        if (head_.empty()) timer_.arm_after(r_.options().head_timeout);  // a head starts
+        if (head_.empty()) timer_.arm_after(cfg_->head_timeout);  // a head starts
         head_.append(reinterpret_cast<const char*>(s.data()), s.size());
         step();
         return;
@@ -255,7 +256,7 @@ void consumer_conn::step() {
     if (!p.failed()) {
         if (output_pending() == 0) {
             unread_answers_ = 0;
-        } else if (++unread_answers_ > r_.options().max_pipelined_requests) {
+        } else if (++unread_answers_ > cfg_->max_pipelined_requests) {
             waiting_reader_ = true;
             update_reading();
             notify_output_drained();
@@ -286,7 +287,7 @@ void consumer_conn::step() {
 
 void consumer_conn::dispatch() {
     const http1::request_head& h = parser_.head();
-    const relay_options& o = r_.options();
+    const relay_config& o = *cfg_;
     auto bearer = ingress::bearer_token(h);
     std::string_view token;
     if (bearer) {
@@ -379,7 +380,7 @@ void consumer_conn::dispatch() {
         if (output_pending() > 0) {
             handover_pending_ = true;
             update_reading();
-            timer_.arm_after(r_.options().close_timeout);
+            timer_.arm_after(cfg_->close_timeout);
             notify_output_drained();
             return;
         }
@@ -424,7 +425,7 @@ void consumer_conn::dispatch() {
 void consumer_conn::wait_for_tunnel(bool at_limit) {
     auto& q = st_.waiting[tunnel_];
     at_limit_ = at_limit;
-    if (q.size() >= r_.options().queue_max) {
+    if (q.size() >= cfg_->queue_max) {
         return fail(ingress::error_kind::tunnel_busy,
                     at_limit ? "the tunnel's channels are all in use and its queue is full"
                              : "tunnel offline and its queue is full",
@@ -432,7 +433,7 @@ void consumer_conn::wait_for_tunnel(bool at_limit) {
     }
     q.push_back(reactor::ref_ptr<consumer_conn>(this));
     enter(phase::waiting);
-    auto wait = r_.options().queue_wait;
+    auto wait = cfg_->queue_wait;
     auto it = st_.directory.find(tunnel_);
     if (it != st_.directory.end() && it->second.state == name_state::kind::leased) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.until - owner().now());
@@ -484,10 +485,10 @@ void consumer_conn::start_exchange(agent_conn* s) {
     ingress::forward_context ctx;
     ctx.client_ip = client_ip_;
     ctx.trusted_proxy = trusted_proxy_;
-    ctx.tls = r_.options().tls;
+    ctx.tls = cfg_->tls_context != nullptr;
     ctx.request_id = request_id_;
     ctx.traceparent = std::string_view(tp, sizeof tp);
-    ctx.keep_authorization = r_.options().forward_authorization;
+    ctx.keep_authorization = cfg_->forward_authorization;
     buffer_chain head;
     if (auto st = ingress::write_upstream_head(head, h, route_, ctx); !st) {
         return fail(ingress::error_kind::bad_request, "request head cannot be forwarded");
@@ -497,7 +498,7 @@ void consumer_conn::start_exchange(agent_conn* s) {
     req_body_done_ = h.body.kind == http1::body_kind::none;
     resp_parser_.reset();
     resp_parser_.set_request_method(method_);
-    timer_.arm_after(r_.options().first_byte_timeout);
+    timer_.arm_after(cfg_->first_byte_timeout);
     if (grant->ready) return channel_opened();  // a spare: the head goes out now
     update_reading();
 }
@@ -562,7 +563,7 @@ void consumer_conn::update_reading() {
         // Room for one whole head; pipelined requests beyond it wait in the socket until the
         // ones read are answered (reading faster than answering would buffer without bound,
         // and each pipelined head costs a copy of what follows it).
-        want = head_.size() + in_.size() <= r_.options().head_limits.max_head_bytes;
+        want = head_.size() + in_.size() <= cfg_->head_limits.max_head_bytes;
     } else if (ph_ == phase::streaming && !req_body_done_) {
         want = true;  // the pipe pauses reading while the agent's window (or link) holds the body back
     } else {
@@ -707,7 +708,7 @@ void consumer_conn::next_request() {
     timer_.arm_after(idle_limit());
     // Pipelined bytes already here start the next head (which must then come in time).
     if (!in_.empty()) move_into_head();
-    if (!head_.empty()) timer_.arm_after(r_.options().head_timeout);
+    if (!head_.empty()) timer_.arm_after(cfg_->head_timeout);
     update_reading();
     if (!head_.empty()) return next_pipelined();
     pipelined_ = 0;
@@ -792,7 +793,7 @@ void consumer_conn::next_pipelined() {
 void consumer_conn::drain() {
     enter(phase::draining);
     in_.clear();
-    timer_.arm_after(r_.options().close_timeout);
+    timer_.arm_after(cfg_->close_timeout);
     close();
 }
 
@@ -807,7 +808,7 @@ void consumer_conn::abort_now() {
 std::chrono::milliseconds consumer_conn::idle_limit() const {
     // A connection that never presented a valid token is a cheap way to hold a socket: it gets
     // the short limit (anonymous consumers of a public tunnel too).
-    return authenticated_ ? r_.options().idle_timeout : r_.options().unauthenticated_idle_timeout;
+    return authenticated_ ? cfg_->idle_timeout : cfg_->unauthenticated_idle_timeout;
 }
 
 void consumer_conn::on_timer() {

@@ -84,6 +84,7 @@ private:
 
     relay& r_;
     shard_state& st_;
+    std::shared_ptr<const relay_config> cfg_;  // the shard's snapshot when this connection started
     conn_limits::slot slot_;           // this connection's count in conn_limits
     evict_list* listed_ = nullptr;     // the shard_state list it is in, if any
     bool gone_ = false;                // handed over or closing: in no list again
@@ -104,7 +105,7 @@ private:
     buffer_chain in_;                  // received after the parsed head (body, next requests)
     std::string client_ip_;
     std::uint32_t client_port_ = 0;
-    bool trusted_proxy_ = false;       // the peer is in relay_options::trusted_proxies
+    bool trusted_proxy_ = false;       // the peer is in relay_config::trusted_proxies
     bool authenticated_ = false;       // a valid token was presented on this connection
     bool eof_ = false;                 // the consumer shut its write side
     bool paused_ = false;              // our pause_reading() is in force

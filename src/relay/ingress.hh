@@ -106,7 +106,7 @@ bool consumer_allowed(const jwt::claims& c, std::string_view tunnel, std::string
 
 struct forward_context {
     std::string_view client_ip;        // consumer address (X-Forwarded-For, X-Real-IP; "" = none)
-    // The peer is a trusted proxy (relay_options::trusted_proxies): its X-Forwarded-For is kept
+    // The peer is a trusted proxy (relay_config::trusted_proxies): its X-Forwarded-For is kept
     // and extended, its Forwarded and X-Real-IP kept. Otherwise all three are replaced by what
     // the relay saw (X-Forwarded-For and X-Real-IP: client_ip; no Forwarded).
     bool trusted_proxy = false;

@@ -13,16 +13,16 @@
 
 namespace ferry::relay {
 
-relay::relay(relay_options o)
-    : opt_(std::move(o)),
-      registry_(std::make_unique<registry>(opt_.max_names_per_user)),
-      limits_(std::make_unique<conn_limits>(opt_.max_connections, opt_.max_connections_per_ip)) {}
+relay::relay(std::shared_ptr<const relay_config> cfg)
+    : cfg_(std::move(cfg)),
+      registry_(std::make_unique<registry>(cfg_->max_names_per_user)),
+      limits_(std::make_unique<conn_limits>(cfg_->max_connections, cfg_->max_connections_per_ip)) {}
 
-relay::~relay() { ssh::wipe(mut_bytes(opt_.host_key_seed)); }
+relay::~relay() = default;
 
 status relay::prepare(unsigned shards) {
-    if (!opt_.keys) return fail(errc::invalid_argument, "relay: no JWT key set");
-    if (opt_.host_key_seed.size() != 32) return fail(errc::invalid_argument, "relay: host key seed must be 32 bytes");
+    if (!cfg_->keys) return fail(errc::invalid_argument, "relay: no JWT key set");
+    if (cfg_->host_key_seed.size() != 32) return fail(errc::invalid_argument, "relay: host key seed must be 32 bytes");
     shards_.clear();
     for (unsigned i = 0; i < shards; ++i) {
         auto st = std::make_unique<shard_state>();
@@ -31,11 +31,14 @@ status relay::prepare(unsigned shards) {
         auto rng = ssh::system_rng::create();
         if (!rng) return fail(rng.err());
         st->rng = std::move(*rng);
-        auto key = ssh::ed25519_private::from_seed(bytes(opt_.host_key_seed.data(), opt_.host_key_seed.size()));
+        auto key = ssh::ed25519_private::from_seed(bytes(cfg_->host_key_seed.data(), cfg_->host_key_seed.size()));
         if (!key) return fail(key.err());
         st->host_key.emplace(std::move(*key));
-        st->verifier = std::make_unique<jwt::verifier>(opt_.keys, opt_.verify);
-        st->limiter = rate_limiter(opt_.user_rate_limit, 60);
+        st->verifier = std::make_unique<jwt::verifier>(cfg_->keys, cfg_->verify);
+        st->limiter = rate_limiter(cfg_->user_rate_limit, 60);
+        // A copy per shard: connections take references to their shard's snapshot, so no
+        // reference count is shared between shards.
+        st->cfg = std::make_shared<const relay_config>(*cfg_);
         shards_.push_back(std::move(st));
     }
     return {};

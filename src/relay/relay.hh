@@ -1,7 +1,7 @@
 #pragma once
 // The relay's data plane (ferryd): one public listener for agents and consumers.
 //
-//   relay::relay r(opts);
+//   relay::relay r(config);                          // shared_ptr<const relay_config> (control)
 //   r.prepare(engine.shards())                       // per-shard state, before listening
 //   engine.listen(addr, with_tls(ctx, r.factory()))  // or the plain factory with --no-tls
 //
@@ -29,68 +29,11 @@
 #include <string>
 #include <vector>
 
-#include "proto/http1/types.hh"
-#include "proto/jwt/keys.hh"
-#include "proto/jwt/token.hh"
-#include "proto/ws/frame.hh"
-#include "relay/conn_limits.hh"
-#include "reactor/ip_prefix.hh"
 #include "reactor/shard.hh"
+#include "relay/conn_limits.hh"
+#include "relay/relay_config.hh"
 
 namespace ferry::relay {
-
-struct relay_options {
-    // Consumer auth and agent auth (JWT).
-    std::shared_ptr<const jwt::key_set> keys;
-    jwt::verify_options verify;
-    std::vector<std::string> public_tunnels;  // served without a token
-    // Routing: "<name>.<base_domain>" as Host routes to <name> (empty: path routing only).
-    std::string base_domain;
-    bool tls = false;  // X-Forwarded-Proto
-    // SSH host key (ed25519 seed, 32 bytes): the same on every restart (data dir). The relay
-    // wipes its copy when destroyed.
-    std::vector<std::byte> host_key_seed;
-    // Names and agents.
-    std::chrono::milliseconds lease{60'000};
-    unsigned max_agents_per_user = 3;
-    unsigned max_names_per_user = 256;  // online + leased, per token subject
-    // An agent connection's token must carry this scope (space-separated `scope` claim).
-    std::string agent_scope = "ferry:agent";
-    // Upgrade -> SSH authenticated; a silent or stalling agent connection is closed after.
-    std::chrono::milliseconds handshake_timeout{15'000};
-    std::uint32_t max_channels_per_tunnel = 1024;
-    // Consumer requests per minute per token subject (per shard, see rate_limit.hh); 0: off.
-    std::uint32_t user_rate_limit = 100;
-    // Waiting for a reconnecting tunnel: per tunnel and per shard (the queue is held where
-    // the requests arrived), and how long each may wait.
-    unsigned queue_max = 100;
-    std::chrono::milliseconds queue_wait{30'000};
-    // Consumer connections.
-    http1::limits head_limits{};
-    std::uint64_t max_body_bytes = 0;  // 0: unlimited (bodies stream)
-    std::chrono::milliseconds head_timeout{10'000};      // whole request head (slowloris)
-    std::chrono::milliseconds idle_timeout{120'000};     // between requests on keep-alive
-    // ... on a connection that has never presented a valid token (anonymous, or only refused).
-    std::chrono::milliseconds unauthenticated_idle_timeout{10'000};
-    std::chrono::milliseconds first_byte_timeout{300'000};  // request sent -> response head
-    std::chrono::milliseconds close_timeout{5'000};      // flushing before close
-    bool forward_authorization = false;  // keep the consumer's Authorization/Cookie
-    // Relay answers (errors, responses) a connection may have queued unread before the relay
-    // stops reading it: a client that pipelines and never reads costs at most this many.
-    unsigned max_pipelined_requests = 16;
-    // Open connections on the public listener (0: no cap) and per client address (0: off);
-    // see conn_limits.hh.
-    std::size_t max_connections = 0;
-    std::size_t max_connections_per_ip = 0;
-    // Peers whose forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP) are kept and
-    // extended; from anyone else they are replaced by the peer address.
-    std::vector<reactor::ip_prefix> trusted_proxies;
-    // Agent connections.
-    ws::limits ws_limits{};
-    std::chrono::milliseconds ping_interval{30'000};
-    std::chrono::milliseconds pong_timeout{45'000};
-    std::uint64_t rekey_bytes = 0;  // 0: SSH library default (1 GiB)
-};
 
 struct shard_state;
 class registry;
@@ -98,7 +41,7 @@ class conn_limits;
 
 class relay {
 public:
-    explicit relay(relay_options o);
+    explicit relay(std::shared_ptr<const relay_config> cfg);
     ~relay();
     relay(const relay&) = delete;
     relay& operator=(const relay&) = delete;
@@ -111,11 +54,13 @@ public:
     // The raw SSH listener's factory (ssh_listen): agents that speak SSH straight over TCP.
     reactor::connection_factory ssh_factory();
 
-    const relay_options& options() const noexcept { return opt_; }
+    // The configuration the relay started with (each shard holds a copy of the same values,
+    // and each connection the snapshot of its shard when it started).
+    const relay_config& config() const noexcept { return *cfg_; }
     // "SHA256:..." of the host key (for logs and for agents to pin).
     std::string host_key_fingerprint() const;
 
-    // ---- internal (relay_impl.hh) ---------------------------------------------------------
+    // ---- internal (shard_state.hh, the connections) ----------------------------------------
     shard_state& state(unsigned shard) noexcept { return *shards_[shard]; }
     registry& names() noexcept { return *registry_; }
     conn_limits& limits() noexcept { return *limits_; }
@@ -131,7 +76,7 @@ public:
 private:
     bool room_anywhere() const noexcept;  // some shard has a connection it may close for room
 
-    relay_options opt_;
+    std::shared_ptr<const relay_config> cfg_;
     std::unique_ptr<registry> registry_;
     std::unique_ptr<conn_limits> limits_;
     std::vector<std::unique_ptr<shard_state>> shards_;

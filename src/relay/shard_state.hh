@@ -43,6 +43,8 @@ struct evict_list {
 struct shard_state {
     relay* r = nullptr;
     unsigned id = 0;
+    // This shard's configuration snapshot; a connection keeps the one it started with.
+    std::shared_ptr<const relay_config> cfg;
     std::unique_ptr<ssh::system_rng> rng;
     std::optional<ssh::ed25519_private> host_key;
     std::unique_ptr<jwt::verifier> verifier;
