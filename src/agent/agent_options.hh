@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/backoff.hh"
+#include "agent/token_source.hh"
 #include "proto/base/result.hh"
 #include "proto/tls/context.hh"
 #include "proto/ws/frame.hh"
@@ -45,7 +46,7 @@ struct agent_options {
     // wss:// when set (SNI and certificate name = relay_host); ws:// when null.
     std::shared_ptr<const tls::client_context> tls;
     // The JWT, asked before every attempt (a token file is re-read, a command re-run).
-    std::function<result<std::string>()> token;
+    agent::token_source token;
     // Name resolution for relay_host when it is not an IP literal (may block; see above).
     std::function<result<reactor::address>(const std::string& host, std::uint16_t port)> resolve;
     std::vector<agent_tunnel> tunnels;

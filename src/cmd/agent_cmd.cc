@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "agent/agent.hh"
+#include "agent/resolver.hh"
+#include "control/agent_setup.hh"
 #include "control/config.hh"
 #include "link/ws_client.hh"
 #include "proto/base/log.hh"
@@ -36,119 +38,6 @@
 using namespace ferry;
 
 namespace {
-
-constexpr std::size_t max_token_bytes = 64 * 1024;
-
-std::string trim(std::string s) {
-    auto sp = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-    while (!s.empty() && sp(s.back())) s.pop_back();
-    std::size_t i = 0;
-    while (i < s.size() && sp(s[i])) ++i;
-    return s.substr(i);
-}
-
-// ---- token sources (re-read before every connection attempt) --------------------------------
-
-result<std::string> read_token_file(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(error::from_errno(errno, "cannot open the token file"));
-    std::string s;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int e = errno;
-            ::close(fd);
-            return fail(error::from_errno(e, "cannot read the token file"));
-        }
-        if (n == 0) break;
-        s.append(buf, std::size_t(n));
-        if (s.size() > max_token_bytes) {
-            ::close(fd);
-            return fail(errc::limit_exceeded, "the token file is larger than 64 KiB");
-        }
-    }
-    ::close(fd);
-    s = trim(std::move(s));
-    if (s.empty()) return fail(errc::invalid_argument, "the token file is empty");
-    return s;
-}
-
-result<std::string> run_token_command(const std::string& cmd) {
-    FILE* p = ::popen(cmd.c_str(), "re");
-    if (!p) return fail(error::from_errno(errno, "cannot run the token command"));
-    std::string s;
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-        if (s.size() + n > max_token_bytes) {
-            ::pclose(p);
-            return fail(errc::limit_exceeded, "the token command printed more than 64 KiB");
-        }
-        s.append(buf, n);
-    }
-    int st = ::pclose(p);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        return fail(errc::invalid_argument, "the token command failed (non-zero exit)");
-    }
-    s = trim(std::move(s));
-    if (s.empty()) return fail(errc::invalid_argument, "the token command printed nothing");
-    return s;
-}
-
-std::function<result<std::string>()> token_source(const control::agent_settings& s) {
-    if (!s.token.empty()) {
-        std::string t = s.token;
-        return [t]() -> result<std::string> { return t; };
-    }
-    if (!s.token_file.empty()) {
-        std::string f = s.token_file;
-        return [f]() { return read_token_file(f); };
-    }
-    std::string c = s.token_command;
-    return [c]() { return run_token_command(c); };
-}
-
-// ---- names -> addresses (blocking; start-up and between connections only) -------------------
-
-result<reactor::address> resolve(const std::string& host, std::uint16_t port) {
-    std::string lit = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    if (auto a = reactor::address::parse(lit + ":" + std::to_string(port))) return a;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
-    if (rc != 0 || !res) {
-        // error::detail must be a static string: gai_strerror's are (glibc returns string
-        // literals, EAI_SYSTEM included).
-        if (res) ::freeaddrinfo(res);
-        return fail(errc::io, ::gai_strerror(rc));
-    }
-    // Prefer IPv4 (loopback services often listen on 127.0.0.1 only), else the first.
-    addrinfo* pick = res;
-    for (addrinfo* r = res; r; r = r->ai_next) {
-        if (r->ai_family == AF_INET) {
-            pick = r;
-            break;
-        }
-    }
-    reactor::address a = reactor::address::from(pick->ai_addr, pick->ai_addrlen);
-    ::freeaddrinfo(res);
-    a.set_port(port);
-    return a;
-}
-
-result<std::shared_ptr<const tls::client_context>> make_tls(const control::agent_settings& s) {
-    if (!s.relay_target.tls) return std::shared_ptr<const tls::client_context>();
-    tls::client_options o;
-    o.ca_file = s.ca_file;
-    if (s.insecure_skip_verify) o.verify = tls::verify_mode::insecure_skip_verify;
-    auto ctx = tls::client_context::create(o);
-    if (!ctx) return fail(ctx.err());
-    return *ctx;
-}
 
 std::atomic<int> g_exit_code{-1};
 volatile sig_atomic_t g_connect_stop = 0;  // ferry connect: SIGTERM/SIGINT/SIGHUP seen
@@ -165,42 +54,12 @@ int agent_main(int argc, char** argv) {
     log::level lvl;
     if (log::parse_level(s.log_level, lvl)) log::set_level(lvl);
 
-    agent::agent_options o;
-    o.relay_host = s.relay_target.host;
-    o.relay_port = s.relay_target.port;
-    o.relay_path = s.relay_target.path;
-    auto tls = make_tls(s);
-    if (!tls) {
-        std::fprintf(stderr, "ferry agent: TLS: %s\n", tls.err().detail);
-        return 1;
+    auto built = control::agent_options_from(s, message);
+    if (!built) {
+        std::fprintf(stderr, "ferry agent: %s\n", message.c_str());
+        return message.rfind("TLS: ", 0) == 0 ? 1 : 2;
     }
-    o.tls = *tls;
-    o.token = token_source(s);
-    o.resolve = [](const std::string& h, std::uint16_t p) { return resolve(h, p); };
-    for (const control::tunnel_target& t : s.tunnels) {
-        auto a = resolve(t.host, t.port);
-        if (!a) {
-            std::fprintf(stderr, "ferry agent: tunnel %s: cannot resolve %s: %s\n", t.name.c_str(), t.host.c_str(),
-                         a.err().detail);
-            return 2;
-        }
-        o.tunnels.push_back({t.name, t.host + ":" + std::to_string(t.port), *a});
-    }
-    o.known_hosts = s.known_hosts;
-    o.max_attempts = s.max_attempts;
-    agent::agent_timings& tm = o.timings;
-    using ms = std::chrono::milliseconds;
-    tm.connect_timeout = ms(s.connect_timeout_ms) + ms(s.handshake_timeout_ms);
-    tm.ssh_timeout = ms(s.handshake_timeout_ms);
-    tm.target_connect_timeout = ms(s.connect_timeout_ms);
-    tm.ws_ping_interval = ms(s.ping_interval_ms);
-    tm.ws_pong_timeout = ms(s.pong_timeout_ms);
-    tm.keepalive_interval = ms(s.ping_interval_ms);
-    tm.drain_timeout = ms(s.drain_ms);
-    tm.upstream_idle = ms(s.upstream_idle_ms);
-    o.upstream_keepalive = s.upstream_keepalive;
-    tm.backoff.base = ms(s.backoff_initial_ms);
-    tm.backoff.cap = ms(std::max(s.backoff_max_ms, s.backoff_initial_ms));
+    agent::agent_options o = std::move(*built);
 
     // Stop signals are taken by sigtimedwait() below only: block them before any thread exists.
     sigset_t sigs;
@@ -460,11 +319,11 @@ int connect_main(int argc, char** argv) {
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
 
-    auto tls_ctx = make_tls(s);
+    auto tls_ctx = control::relay_tls(s);
     if (!tls_ctx) return connect_fail("TLS: %s%s", tls_ctx.err().detail);
-    auto token = token_source(s)();
+    auto token = control::token_source_for(s)();
     if (!token) return connect_fail("token: %s%s", token.err().detail);
-    auto addr = resolve(s.relay_target.host, s.relay_target.port);
+    auto addr = agent::resolve(s.relay_target.host, s.relay_target.port);
     if (!addr) return connect_fail("cannot resolve %s: %s", s.relay_target.host, addr.err().detail);
     const int connect_ms = int(s.connect_timeout_ms);
     const int handshake_ms = int(s.handshake_timeout_ms);
