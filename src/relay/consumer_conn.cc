@@ -19,6 +19,7 @@
 #include "proto/http1/writer.hh"
 #include "relay/conn_limits.hh"
 #include "relay/ingress.hh"
+#include "relay/admission.hh"
 #include "relay/agent_conn.hh"
 #include "relay/agent_ws_conn.hh"
 #include "relay/consumer_conn.hh"
@@ -39,12 +40,6 @@ std::int64_t unix_now() {
         .count();
 }
 
-bool is_tunnel_upgrade(const http1::request_head& h) {
-    std::string_view t = h.target;
-    if (t.substr(0, 7) != "/tunnel") return false;
-    if (t.size() > 7 && t[7] != '?') return false;
-    return h.upgrade;
-}
 
 // Calls put(slice) with what pass_through said to forward of s[from, from + p.consumed): all of
 // it but a chunked body's trailer field lines (p.dropped), which are never forwarded.
@@ -287,139 +282,78 @@ void consumer_conn::step() {
 
 void consumer_conn::dispatch() {
     const http1::request_head& h = parser_.head();
-    const relay_config& o = *cfg_;
-    auto bearer = ingress::bearer_token(h);
-    std::string_view token;
-    if (bearer) {
-        token = *bearer;
-    } else if (bearer.err().code == errc::http_bad_request) {
-        return fail(ingress::error_kind::bad_request, "more than one Authorization field");
-    } else if (bearer.err().code != errc::unsupported) {
-        return fail(ingress::error_kind::token_invalid, "malformed bearer token");
-    }  // another scheme: no token of ours (a public tunnel may forward it)
-
-    // Agents: the WebSocket upgrade on /tunnel, authenticated by the token.
-    if (is_tunnel_upgrade(h)) {
-        if (token.empty()) return fail(ingress::error_kind::token_missing, "agents need a bearer token");
-        auto c = st_.verifier->verify(token, unix_now());
-        if (!c) {
-            return fail(ingress::kind_for_token_error(c.err().code),
-                        jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
-        }
-        // A token meant for consumers (say, one with only a ferry_tunnels grant, handed to a
-        // web app) must not register tunnels: agents need the agent scope.
-        if (!(*c)->has_scope(o.agent_scope)) {
-            return fail(ingress::error_kind::forbidden,
-                        "this token is not an agent token: agents need the scope " + o.agent_scope);
-        }
-        std::string sub = (*c)->sub;
-        const std::int64_t expires = (*c)->exp ? *(*c)->exp : 0;
-        if (!r_.names().add_agent(sub, o.max_agents_per_user)) {
-            return fail(ingress::error_kind::rate_limited, "too many agent connections for this user", 60);
-        }
-        const std::uint64_t id = r_.names().next_session();
-        authenticated_ = true;
-        gone_ = true;
-        unlist();
-        buffer_chain all;
-        all.append_copy(head_);
-        all.append(std::move(in_));
-        relay* rp = &r_;
-        auto st = hand_over(owner().id(), std::move(all),
-                            [rp, sub, id, expires, slot = std::move(slot_)](reactor::shard& s) mutable {
-                                return std::make_unique<agent_ws_conn>(*rp, s, sub, id, expires, std::move(slot));
-                            });
-        if (!st) {
-            r_.names().remove_agent(sub);
-            close(reactor::close_mode::abort);
-        }
-        timer_.cancel();
-        return;
-    }
-
-    auto rt = ingress::route_request(h, o.base_domain, route_scratch_);
-    if (!rt) {
-        return fail(ingress::kind_for(ingress::route_error_of(rt.err())),
-                    rt.err().detail ? rt.err().detail : "no route");
-    }
-    route_ = *rt;
-    tunnel_.assign(rt->tunnel);
-
-    const bool is_public =
-        std::find(o.public_tunnels.begin(), o.public_tunnels.end(), tunnel_) != o.public_tunnels.end();
-    const jwt::claims* claims = nullptr;
-    if (!token.empty()) {
-        auto c = st_.verifier->verify(token, unix_now());
-        if (!c && !is_public) {
-            return fail(ingress::kind_for_token_error(c.err().code),
-                        jwt::is_expired(c.err().code) ? "token expired" : "invalid token");
-        }
-        if (c) {
-            claims = *c;
-            authenticated();
-        }
-    } else if (!is_public) {
-        return fail(ingress::error_kind::token_missing, "missing bearer token");
-    }
-
-    auto it = st_.directory.find(tunnel_);
-    const bool leased = it != st_.directory.end() && it->second.state == name_state::kind::leased &&
-                        owner().now() < it->second.until;
-    if (it == st_.directory.end() || it->second.state == name_state::kind::free ||
-        (it->second.state == name_state::kind::leased && !leased)) {
-        return fail(ingress::error_kind::not_found, "no such tunnel");
-    }
-    const name_state& ns = it->second;
-    if (!is_public && !(claims && ingress::consumer_allowed(*claims, tunnel_, ns.owner, false))) {
-        return fail(ingress::error_kind::forbidden, "this token may not use this tunnel");
-    }
-    if (ns.state == name_state::kind::online && ns.shard != owner().id() && hops_ < 2) {
-        // The tunnel lives on another shard: the socket and what was read go there, once the
-        // answers queued here are sent (a hand-over waits for them, and a consumer that does
-        // not read them must not hold the socket in between for ever).
-        if (output_pending() > 0) {
-            handover_pending_ = true;
-            update_reading();
-            timer_.arm_after(cfg_->close_timeout);
-            notify_output_drained();
-            return;
-        }
-        buffer_chain all;
-        all.append_copy(head_);
-        all.append(std::move(in_));
-        relay* rp = &r_;
-        const unsigned hops = hops_ + 1;
-        const bool authed = authenticated_;
-        gone_ = true;
-        unlist();
-        auto st = hand_over(ns.shard, std::move(all),
-                            [rp, hops, authed, slot = std::move(slot_)](reactor::shard& s) mutable {
-                                return std::make_unique<consumer_conn>(*rp, s, hops, std::move(slot), authed);
-                            });
-        if (!st) close(reactor::close_mode::abort);
-        timer_.cancel();
-        return;
-    }
-    // Counted once per request, on the shard that serves it (after any hand-over).
-    if (!rate_counted_) {
+    admission_view view{*cfg_, *st_.verifier, st_.directory, st_.local, st_.limiter, r_.names(), owner().id()};
+    admission_request rq{h, client_ip_};
+    rq.hops = hops_;
+    rq.rate_counted = rate_counted_;
+    rq.unix_now = unix_now();
+    rq.now = owner().now();
+    rq.limiter_now = std::chrono::duration<double>(owner().now().time_since_epoch()).count();
+    rq.route_scratch = &route_scratch_;
+    admission_decision d = admit_request(rq, view);
+    if (d.authenticated) authenticated();
+    if (d.rate_counted) {
         rate_counted_ = true;
-        rate_key_ = claims ? claims->sub : "ip:" + client_ip_;
-        const double now_s = std::chrono::duration<double>(owner().now().time_since_epoch()).count();
-        auto d = st_.limiter.take(rate_key_, now_s);
-        if (!d.allowed) {
-            ingress::error_extra x;
-            x.retry_after_s = d.retry_after_s;
-            x.rate_limit = d.limit;
-            x.rate_remaining = 0;
-            x.rate_reset_s = d.reset_s;
-            return fail(ingress::error_kind::rate_limited, "too many requests", x);
-        }
+        rate_key_ = std::move(d.rate_key);
     }
-    if (ns.state == name_state::kind::online) {
-        auto l = st_.local.find(tunnel_);
-        if (l != st_.local.end()) return start_exchange(l->second);
+    if (!d.tunnel.empty()) {
+        tunnel_ = std::move(d.tunnel);
+        route_ = d.route;
     }
-    wait_for_tunnel();
+    switch (d.what) {
+    case admission_decision::kind::reject: return fail(d.error, d.message, d.extra);
+    case admission_decision::kind::agent_upgrade: return become_agent(std::move(d.sub), d.expires);
+    case admission_decision::kind::hand_over: return hand_to(d.shard);
+    case admission_decision::kind::serve: return start_exchange(d.session);
+    case admission_decision::kind::queue: return wait_for_tunnel();
+    }
+}
+
+void consumer_conn::become_agent(std::string sub, std::int64_t expires) {
+    // The upgrade took one of the owner's agent slots (admission): the agent connection gives
+    // it back when it ends.
+    const std::uint64_t id = r_.names().next_session();
+    gone_ = true;
+    unlist();
+    buffer_chain all;
+    all.append_copy(head_);
+    all.append(std::move(in_));
+    relay* rp = &r_;
+    auto st = hand_over(owner().id(), std::move(all),
+                        [rp, sub, id, expires, slot = std::move(slot_)](reactor::shard& s) mutable {
+                            return std::make_unique<agent_ws_conn>(*rp, s, sub, id, expires, std::move(slot));
+                        });
+    if (!st) {
+        r_.names().remove_agent(sub);
+        close(reactor::close_mode::abort);
+    }
+    timer_.cancel();
+}
+
+void consumer_conn::hand_to(unsigned shard) {
+    // The tunnel lives on another shard: the socket and what was read go there, once the
+    // answers queued here are sent (a hand-over waits for them, and a consumer that does not
+    // read them must not hold the socket in between for ever).
+    if (output_pending() > 0) {
+        handover_pending_ = true;
+        update_reading();
+        timer_.arm_after(cfg_->close_timeout);
+        notify_output_drained();
+        return;
+    }
+    buffer_chain all;
+    all.append_copy(head_);
+    all.append(std::move(in_));
+    relay* rp = &r_;
+    const unsigned hops = hops_ + 1;
+    const bool authed = authenticated_;
+    gone_ = true;
+    unlist();
+    auto st = hand_over(shard, std::move(all), [rp, hops, authed, slot = std::move(slot_)](reactor::shard& s) mutable {
+        return std::make_unique<consumer_conn>(*rp, s, hops, std::move(slot), authed);
+    });
+    if (!st) close(reactor::close_mode::abort);
+    timer_.cancel();
 }
 
 void consumer_conn::wait_for_tunnel(bool at_limit) {

@@ -57,7 +57,9 @@ private:
     void on_timer();
     std::chrono::milliseconds idle_limit() const;  // between requests (idle_timeout or the short one)
     void step();                // parse a head from head_ and act on it
-    void dispatch();            // a parsed head: agent upgrade, hand-over, queue or exchange
+    void dispatch();            // a parsed head: admission decides, this carries it out
+    void become_agent(std::string sub, std::int64_t expires);  // hand the socket to an agent_ws_conn
+    void hand_to(unsigned shard);  // the tunnel's shard serves it
     // Queued until the tunnel is online (`at_limit` false) or one of its channels ends (true).
     void wait_for_tunnel(bool at_limit = false);
     void leave_queue();

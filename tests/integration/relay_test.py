@@ -300,9 +300,10 @@ class Limits(unittest.TestCase):
             agent.stop(kill=True)
             relay.log.wait_for(['"tunnel down"', "leased to its owner"], timeout=20)
             hdr = ["-H", "Authorization: Bearer " + mint("kai")]
+            mark = len(relay.log.lines)
             waiting = subprocess.Popen(["curl", "-sS", "-i", "--max-time", "20", *hdr, f"{relay.url}/t/q/hello"],
                                        stdout=subprocess.PIPE)
-            time.sleep(0.5)
+            relay.log.wait_for(['"request queued"', '"tunnel":"q"'], timeout=10, start=mark)
             # The queue (1) is taken: the next request is refused at once.
             t0 = time.time()
             r = curl("-i", *hdr, f"{relay.url}/t/q/hello")
@@ -595,11 +596,13 @@ class WithFerryAgent(unittest.TestCase):
                 time.sleep(0.02)
             return relay.log.count('"spare_channel":%d' % spare)
 
-        with self.ferry_tunnel("--log-level", "debug") as (relay, agent):
+        with self.ferry_tunnel("--log-level", "debug", agent_args=("--log-level", "debug")) as (relay, agent):
             time.sleep(1.5)  # whatever was opened at tunnel-up has expired
+            mark = len(agent.log.lines)
             self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
             self.assertEqual((served(0, 1), served(1, 0)), (1, 0), relay.log.text()[-3000:])
-            time.sleep(0.2)  # the spares the miss asked for are open by now
+            # The miss opened its own channel and asked for two spares: the agent confirmed all three.
+            agent.log.wait_count('"msg":"channel open"', 3, timeout=10, start=mark)
             self.assertEqual(self.get(relay.port), (200, b"hello from upstream\n"))
             self.assertEqual((served(0, 1), served(1, 1)), (1, 1), relay.log.text()[-3000:])
             time.sleep(1.6)  # every spare is older than 1 s: closed
@@ -669,10 +672,12 @@ class WithFerryAgent(unittest.TestCase):
                 status, body = self.get(relay.port)
                 self.assertEqual(status, 502, body)
                 self.assertIn(b"could not reach its target", body)
-            time.sleep(0.3)
+            # One per request, plus the two spares the first miss asked for: at least the ten
+            # (waited for), and at most twelve over the agent's whole life (counted once it
+            # has exited and its log has been read to the end).
+            agent.log.wait_count("channel refused: target unreachable", 10, timeout=10)
+            self.assertEqual(agent.stop(), 0, agent.log.text()[-3000:])
             refusals = agent.log.count("channel refused: target unreachable")
-            # One per request, plus the two spares the first miss asked for.
-            self.assertGreaterEqual(refusals, 10)
             self.assertLessEqual(refusals, 12, agent.log.text()[-3000:])
 
     def test_upstream_keep_alive_off(self):
