@@ -35,6 +35,14 @@ TEST(Result, ValueAndError) {
     EXPECT_STREQ(to_string(bad.code()), "malformed");
 }
 
+#ifdef FERRY_DEBUG
+TEST(ResultDeathTest, TheValueOfAFailedResultStopsDebugBuilds) {
+    result<int> r = fail(errc::malformed, "bad");
+    EXPECT_DEATH((void)r.value(), "ok_");
+    EXPECT_DEATH((void)*r, "ok_");
+}
+#endif
+
 TEST(Result, TryPropagates) {
     EXPECT_EQ(*twice('4'), 8);
     EXPECT_EQ(twice('z').code(), errc::malformed);

@@ -9,6 +9,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "proto/base/assert.hh"
+
 namespace ferry {
 
 enum class errc : std::uint16_t {
@@ -132,13 +134,23 @@ public:
 
     explicit operator bool() const noexcept { return ok_; }
     bool has_value() const noexcept { return ok_; }
-    T& value() & noexcept { return val_; }
-    const T& value() const& noexcept { return val_; }
-    T&& value() && noexcept { return std::move(val_); }
-    T& operator*() & noexcept { return val_; }
-    const T& operator*() const& noexcept { return val_; }
-    T* operator->() noexcept { return &val_; }
-    const T* operator->() const noexcept { return &val_; }
+    // The value of a failed result is a bug of the caller's: debug builds stop there.
+    T& value() & noexcept {
+        FERRY_DASSERT(ok_);
+        return val_;
+    }
+    const T& value() const& noexcept {
+        FERRY_DASSERT(ok_);
+        return val_;
+    }
+    T&& value() && noexcept {
+        FERRY_DASSERT(ok_);
+        return std::move(val_);
+    }
+    T& operator*() & noexcept { return value(); }
+    const T& operator*() const& noexcept { return value(); }
+    T* operator->() noexcept { return &value(); }
+    const T* operator->() const noexcept { return &value(); }
     const error& err() const noexcept { return err_; }
     errc code() const noexcept { return ok_ ? errc::ok : err_.code; }
 
