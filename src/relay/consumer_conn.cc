@@ -260,7 +260,7 @@ void consumer_conn::step() {
     }
     st_.new_request_id(request_id_);
     if (p.failed()) {
-        consumer_keep_alive_ = false;
+        ex_.consumer_keep_alive = false;
         return fail(ingress::kind_for_http_error(p.err.code), p.err.detail ? p.err.detail : "malformed request");
     }
     // Bytes after the head belong to the body (or to the next requests).
@@ -272,10 +272,10 @@ void consumer_conn::step() {
         head_.resize(p.consumed);
     }
     const http1::request_head& h = parser_.head();
-    consumer_ver_ = h.ver;
-    consumer_keep_alive_ = h.keep_alive;
-    method_ = std::string(h.method);
-    head_request_ = h.method == "HEAD";
+    ex_.consumer_ver = h.ver;
+    ex_.consumer_keep_alive = h.keep_alive;
+    ex_.method = std::string(h.method);
+    ex_.head_request = h.method == "HEAD";
     ++requests_;
     dispatch();
 }
@@ -285,7 +285,7 @@ void consumer_conn::dispatch() {
     admission_view view{*cfg_, *st_.verifier, st_.directory, st_.local, st_.limiter, r_.names(), owner().id()};
     admission_request rq{h, client_ip_};
     rq.hops = hops_;
-    rq.rate_counted = rate_counted_;
+    rq.rate_counted = ex_.rate_counted;
     rq.unix_now = unix_now();
     rq.now = owner().now();
     rq.limiter_now = std::chrono::duration<double>(owner().now().time_since_epoch()).count();
@@ -293,12 +293,12 @@ void consumer_conn::dispatch() {
     admission_decision d = admit_request(rq, view);
     if (d.authenticated) authenticated();
     if (d.rate_counted) {
-        rate_counted_ = true;
-        rate_key_ = std::move(d.rate_key);
+        ex_.rate_counted = true;
+        ex_.rate_key = std::move(d.rate_key);
     }
     if (!d.tunnel.empty()) {
-        tunnel_ = std::move(d.tunnel);
-        route_ = d.route;
+        ex_.tunnel = std::move(d.tunnel);
+        ex_.route = d.route;
     }
     switch (d.what) {
     case admission_decision::kind::reject: return fail(d.error, d.message, d.extra);
@@ -357,8 +357,8 @@ void consumer_conn::hand_to(unsigned shard) {
 }
 
 void consumer_conn::wait_for_tunnel(bool at_limit) {
-    auto& q = st_.waiting[tunnel_];
-    at_limit_ = at_limit;
+    auto& q = st_.waiting[ex_.tunnel];
+    ex_.at_limit = at_limit;
     if (q.size() >= cfg_->queue_max) {
         return fail(ingress::error_kind::tunnel_busy,
                     at_limit ? "the tunnel's channels are all in use and its queue is full"
@@ -368,13 +368,13 @@ void consumer_conn::wait_for_tunnel(bool at_limit) {
     q.push_back(reactor::ref_ptr<consumer_conn>(this));
     enter(phase::waiting);
     auto wait = cfg_->queue_wait;
-    auto it = st_.directory.find(tunnel_);
+    auto it = st_.directory.find(ex_.tunnel);
     if (it != st_.directory.end() && it->second.state == name_state::kind::leased) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.until - owner().now());
         if (left < wait) wait = std::max(left, std::chrono::milliseconds(1));
     }
     timer_.arm_after(wait);
-    FERRY_LOG(debug, "request queued", {"request_id", request_id_}, {"tunnel", tunnel_},
+    FERRY_LOG(debug, "request queued", {"request_id", request_id_}, {"tunnel", ex_.tunnel},
               {"queued", std::uint64_t(q.size())}, {"wait_ms", std::int64_t(wait.count())});
     update_reading();
 }
@@ -387,7 +387,7 @@ void consumer_conn::tunnel_changed() {
 }
 
 void consumer_conn::leave_queue() {
-    auto w = st_.waiting.find(tunnel_);
+    auto w = st_.waiting.find(ex_.tunnel);
     if (w == st_.waiting.end()) return;
     auto& v = w->second;
     v.erase(std::remove_if(v.begin(), v.end(), [this](auto& p) { return p.get() == this; }), v.end());
@@ -398,7 +398,7 @@ void consumer_conn::leave_queue() {
 
 void consumer_conn::start_exchange(agent_conn* s) {
     const http1::request_head& h = parser_.head();
-    auto grant = s->open_channel(*this, *this, tunnel_, client_ip_, client_port_);
+    auto grant = s->open_channel(*this, *this, ex_.tunnel, client_ip_, client_port_);
     if (!grant) {
         // At max_channels_per_tunnel: wait for one of its channels to end. Else the session is
         // ending (its names are about to be leased): wait for the next one.
@@ -407,7 +407,7 @@ void consumer_conn::start_exchange(agent_conn* s) {
     ssh_ = s;
     ssh_keep_ = reactor::ref_ptr<reactor::connection>(&s->connection());
     pipe_.bind(s->endpoint(), grant->id, false);  // open below (a spare) or at channel_opened()
-    spare_ = grant->ready;
+    ex_.spare = grant->ready;
     enter(phase::opening);
     // traceparent into a stack buffer: no allocation per request.
     char tp[ingress::traceparent_size];
@@ -424,14 +424,14 @@ void consumer_conn::start_exchange(agent_conn* s) {
     ctx.traceparent = std::string_view(tp, sizeof tp);
     ctx.keep_authorization = cfg_->forward_authorization;
     buffer_chain head;
-    if (auto st = ingress::write_upstream_head(head, h, route_, ctx); !st) {
+    if (auto st = ingress::write_upstream_head(head, h, ex_.route, ctx); !st) {
         return fail(ingress::error_kind::bad_request, "request head cannot be forwarded");
     }
     while (!head.empty()) pipe_.to_channel(head.pop_front());
     req_body_.start(h.body);
-    req_body_done_ = h.body.kind == http1::body_kind::none;
+    ex_.req_body_done = h.body.kind == http1::body_kind::none;
     resp_parser_.reset();
-    resp_parser_.set_request_method(method_);
+    resp_parser_.set_request_method(ex_.method);
     timer_.arm_after(cfg_->first_byte_timeout);
     if (grant->ready) return channel_opened();  // a spare: the head goes out now
     update_reading();
@@ -457,12 +457,12 @@ void consumer_conn::channel_failed(ssh::open_failure why) {
 
 void consumer_conn::pump_up() {
     // Request body bytes from in_ into the pipe (linked, not copied), as far as the framing says.
-    while (!req_body_done_ && !in_.empty()) {
+    while (!ex_.req_body_done && !in_.empty()) {
         const slice& f = in_.front();
         auto p = req_body_.pass_through(f.view());
         if (p.failed()) {
-            consumer_keep_alive_ = false;
-            if (!any_response_) {
+            ex_.consumer_keep_alive = false;
+            if (!ex_.any_response) {
                 const bool too_big = p.err.code == errc::http_body_too_large;
                 return fail(too_big ? ingress::error_kind::payload_too_large : ingress::error_kind::bad_request,
                             too_big ? "request body too large" : "malformed request body");
@@ -473,10 +473,10 @@ void consumer_conn::pump_up() {
             forward_part(f, 0, p, [this](slice part) { pipe_.to_channel(std::move(part)); });
             in_.consume(p.consumed);
         }
-        if (p.done()) req_body_done_ = true;
+        if (p.done()) ex_.req_body_done = true;
         if (p.consumed == 0 && !p.done()) break;
     }
-    if (!req_body_done_ && eof_ && in_.empty()) {
+    if (!ex_.req_body_done && eof_ && in_.empty()) {
         // The consumer closed its side in the middle of the body: the request is truncated.
         return abort_now();
     }
@@ -498,7 +498,7 @@ void consumer_conn::update_reading() {
         // ones read are answered (reading faster than answering would buffer without bound,
         // and each pipelined head costs a copy of what follows it).
         want = head_.size() + in_.size() <= cfg_->head_limits.max_head_bytes;
-    } else if (ph_ == phase::streaming && !req_body_done_) {
+    } else if (ph_ == phase::streaming && !ex_.req_body_done) {
         want = true;  // the pipe pauses reading while the agent's window (or link) holds the body back
     } else {
         want = ph_ != phase::draining && in_.size() < kPipelineBuffer;
@@ -521,14 +521,14 @@ void consumer_conn::channel_data(slice piece) {
 }
 
 void consumer_conn::response_bytes(slice piece) {
-    if (!resp_started_) {
+    if (!ex_.resp_started) {
         // Heads are small: collect them contiguously (1xx heads first, then the final one).
         resp_head_.append(reinterpret_cast<const char*>(piece.data()), piece.size());
         for (;;) {
             auto p = resp_parser_.parse(bytes(reinterpret_cast<const std::byte*>(resp_head_.data()), resp_head_.size()));
             if (p.need_more()) return;
             if (p.failed()) {
-                if (!any_response_) return fail(ingress::error_kind::upstream_bad_response, "the upstream sent a malformed response");
+                if (!ex_.any_response) return fail(ingress::error_kind::upstream_bad_response, "the upstream sent a malformed response");
                 return abort_now();
             }
             const http1::response_head& h = resp_parser_.head();
@@ -536,25 +536,25 @@ void consumer_conn::response_bytes(slice piece) {
             if (!out) return;
             if (h.status_code >= 100 && h.status_code < 200) {
                 // 100 Continue, 103 Early Hints (a 101 fails: upgrades are not relayed).
-                if (!ingress::write_consumer_response_head(*out, h, consumer_ver_, false, request_id_)) {
+                if (!ingress::write_consumer_response_head(*out, h, ex_.consumer_ver, false, request_id_)) {
                     return fail(ingress::error_kind::upstream_bad_response, "the upstream switched protocols");
                 }
                 commit_output();
-                any_response_ = true;
+                ex_.any_response = true;
                 resp_head_.erase(0, p.consumed);
                 resp_parser_.reset();
                 continue;
             }
             timer_.cancel();  // first byte arrived
-            resp_status_ = h.status_code;
-            resp_keep_alive_ = ingress::consumer_keep_alive(h, consumer_ver_, consumer_keep_alive_);
-            dechunk_ = ingress::consumer_needs_dechunk(h, consumer_ver_);
-            if (auto st = ingress::write_consumer_response_head(*out, h, consumer_ver_, resp_keep_alive_, request_id_); !st) {
+            ex_.resp_status = h.status_code;
+            ex_.resp_keep_alive = ingress::consumer_keep_alive(h, ex_.consumer_ver, ex_.consumer_keep_alive);
+            ex_.dechunk = ingress::consumer_needs_dechunk(h, ex_.consumer_ver);
+            if (auto st = ingress::write_consumer_response_head(*out, h, ex_.consumer_ver, ex_.resp_keep_alive, request_id_); !st) {
                 return fail(ingress::error_kind::upstream_bad_response, "the upstream's response head cannot be forwarded");
             }
             commit_output();
-            any_response_ = true;
-            resp_started_ = true;
+            ex_.any_response = true;
+            ex_.resp_started = true;
             resp_body_.start(h.body);
             std::string rest = resp_head_.substr(p.consumed);
             resp_head_.clear();
@@ -567,13 +567,13 @@ void consumer_conn::response_bytes(slice piece) {
             return;
         }
     }
-    if (resp_done_) return;  // bytes after the end of the body: dropped
+    if (ex_.resp_done) return;  // bytes after the end of the body: dropped
     bytes v = piece.view();
     std::size_t off = 0;
-    while (off < v.size() && !resp_done_) {
-        auto p = dechunk_ ? resp_body_.decode(v.subspan(off)) : resp_body_.pass_through(v.subspan(off));
+    while (off < v.size() && !ex_.resp_done) {
+        auto p = ex_.dechunk ? resp_body_.decode(v.subspan(off)) : resp_body_.pass_through(v.subspan(off));
         if (p.failed()) return abort_now();
-        if (dechunk_) {
+        if (ex_.dechunk) {
             if (!p.data.empty()) {
                 const auto at = static_cast<std::size_t>(p.data.data() - piece.data());
                 (void)send(piece.sub(at, p.data.size()));
@@ -583,7 +583,7 @@ void consumer_conn::response_bytes(slice piece) {
         }
         off += p.consumed;
         if (p.done()) {
-            resp_done_ = true;
+            ex_.resp_done = true;
             return finish_exchange();
         }
         if (p.consumed == 0) break;
@@ -601,14 +601,14 @@ void consumer_conn::channel_closed() {
 }
 
 void consumer_conn::upstream_ended() {
-    if (!resp_started_) {
-        if (!any_response_) return fail(ingress::error_kind::bad_gateway, "the upstream closed without a response");
+    if (!ex_.resp_started) {
+        if (!ex_.any_response) return fail(ingress::error_kind::bad_gateway, "the upstream closed without a response");
         return abort_now();
     }
-    if (resp_done_) return;
+    if (ex_.resp_done) return;
     auto p = resp_body_.finish();
     if (p.done()) {
-        resp_done_ = true;
+        ex_.resp_done = true;
         return finish_exchange();
     }
     abort_now();  // truncated: the consumer must not see a clean end
@@ -617,7 +617,7 @@ void consumer_conn::upstream_ended() {
 void consumer_conn::session_gone() {
     detach();
     if (ph_ == phase::opening || ph_ == phase::streaming) {
-        if (!any_response_) return fail(ingress::error_kind::bad_gateway, "the agent disconnected");
+        if (!ex_.any_response) return fail(ingress::error_kind::bad_gateway, "the agent disconnected");
         abort_now();
     }
 }
@@ -625,10 +625,10 @@ void consumer_conn::session_gone() {
 void consumer_conn::finish_exchange() {
     close_channel();
     timer_.cancel();
-    FERRY_LOG(debug, "request", {"request_id", request_id_}, {"tunnel", tunnel_}, {"method", method_},
-              {"status", resp_status_}, {"shard", owner().id()}, {"spare_channel", spare_});
+    FERRY_LOG(debug, "request", {"request_id", request_id_}, {"tunnel", ex_.tunnel}, {"method", ex_.method},
+              {"status", ex_.resp_status}, {"shard", owner().id()}, {"spare_channel", ex_.spare});
     // After the consumer half-closed, requests it pipelined before are still answered.
-    const bool again = resp_keep_alive_ && req_body_done_ && (!eof_ || !in_.empty());
+    const bool again = ex_.resp_keep_alive && ex_.req_body_done && (!eof_ || !in_.empty());
     if (!again) {
         reset_request();
         return drain();
@@ -661,17 +661,8 @@ void consumer_conn::reset_request() {
     parser_.reset();
     resp_head_.clear();
     resp_parser_.reset();
-    resp_started_ = resp_done_ = any_response_ = false;
-    req_body_done_ = false;
-    resp_keep_alive_ = false;
-    dechunk_ = false;
-    resp_status_ = 0;
-    rate_counted_ = false;
+    ex_ = exchange{};
     hops_ = 0;  // the hand-over budget is per request: the next one may need its own
-    head_request_ = false;
-    consumer_ver_ = http1::version::http_1_1;
-    tunnel_.clear();
-    route_ = {};
 }
 
 void consumer_conn::fail(ingress::error_kind k, std::string_view message, std::uint32_t retry_after) {
@@ -684,27 +675,27 @@ void consumer_conn::fail(ingress::error_kind k, std::string_view message, const 
     close_channel();
     timer_.cancel();
     if (ph_ == phase::waiting) leave_queue();
-    FERRY_LOG(debug, "request refused", {"request_id", request_id_}, {"tunnel", printable(tunnel_)},
+    FERRY_LOG(debug, "request refused", {"request_id", request_id_}, {"tunnel", printable(ex_.tunnel)},
               {"code", ingress::info(k).code}, {"message", message});
     // Keep the connection only when no request body is left unread. Whatever the phase: a
     // request refused while routing (404, 401, queue timeout, ...) may have its body already
     // in in_, and those bytes must never be read as the next request (smuggling). keep can
     // only be true after a head was parsed (a malformed head or a head timeout clears
-    // consumer_keep_alive_), so parser_.head() is this request's.
-    const bool body_left = !req_body_done_ && parser_.head().body.kind != http1::body_kind::none;
+    // ex_.consumer_keep_alive), so parser_.head() is this request's.
+    const bool body_left = !ex_.req_body_done && parser_.head().body.kind != http1::body_kind::none;
     // A connection that has never presented a valid token is closed after a refusal that is
     // its own fault (4xx): refusing costs the relay little, but a client that only collects
     // refusals (no token, a bad one, an unknown tunnel) gets one per connection, not a stream
     // of them, and does not keep a socket for free.
     const bool client_fault = ingress::info(k).status < 500;
-    const bool keep = consumer_keep_alive_ && !body_left && (!eof_ || !in_.empty()) &&
+    const bool keep = ex_.consumer_keep_alive && !body_left && (!eof_ || !in_.empty()) &&
                       !(client_fault && !authenticated_) && k != ingress::error_kind::bad_request &&
                       k != ingress::error_kind::headers_too_large &&
                       k != ingress::error_kind::payload_too_large;
     if (buffer_chain* out = output()) {
         ingress::error_extra x = extra;
-        x.consumer_version = consumer_ver_;
-        x.head_request = head_request_;
+        x.consumer_version = ex_.consumer_ver;
+        x.head_request = ex_.head_request;
         (void)ingress::write_error(*out, k, message, request_id_, keep, x);
         commit_output();
     }
@@ -748,7 +739,7 @@ std::chrono::milliseconds consumer_conn::idle_limit() const {
 void consumer_conn::on_timer() {
     if (handover_pending_) {
         FERRY_LOG(debug, "hand-over given up: the consumer does not read its answers",
-                  {"request_id", request_id_}, {"tunnel", tunnel_}, {"unsent", std::uint64_t(output_pending())});
+                  {"request_id", request_id_}, {"tunnel", ex_.tunnel}, {"unsent", std::uint64_t(output_pending())});
         return abort_now();
     }
     switch (ph_) {
@@ -756,13 +747,13 @@ void consumer_conn::on_timer() {
         if (head_.empty()) {
             close();  // idle keep-alive connection
         } else {
-            consumer_keep_alive_ = false;
+            ex_.consumer_keep_alive = false;
             st_.new_request_id(request_id_);
             fail(ingress::error_kind::request_timeout, "request head not received in time");
         }
         break;
     case phase::waiting:  // leaves the queue
-        if (at_limit_) {
+        if (ex_.at_limit) {
             fail(ingress::error_kind::tunnel_busy, "no channel of the tunnel became free in time", 1);
         } else {
             fail(ingress::error_kind::tunnel_offline, "tunnel offline", 5);
@@ -770,8 +761,8 @@ void consumer_conn::on_timer() {
         break;
     case phase::opening:
     case phase::streaming:
-        if (!any_response_) {
-            consumer_keep_alive_ = false;
+        if (!ex_.any_response) {
+            ex_.consumer_keep_alive = false;
             fail(ingress::error_kind::gateway_timeout, "no response from the upstream in time");
         } else {
             abort_now();

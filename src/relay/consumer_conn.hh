@@ -101,7 +101,6 @@ private:
     unsigned unread_answers_ = 0;
     bool waiting_reader_ = false;
     bool handover_pending_ = false;    // a hand-over waits for our output to be sent
-    bool at_limit_ = false;            // queued because the tunnel's channels are all in use
     std::string head_;                 // the request head as it accumulates (contiguous)
     http1::request_parser parser_;
     buffer_chain in_;                  // received after the parsed head (body, next requests)
@@ -111,19 +110,31 @@ private:
     bool authenticated_ = false;       // a valid token was presented on this connection
     bool eof_ = false;                 // the consumer shut its write side
     bool paused_ = false;              // our pause_reading() is in force
-    // The request in progress.
-    std::string request_id_;
-    std::string tunnel_;
-    ingress::route route_{};           // views into head_ or route_scratch_
+    // The request in progress: everything about one exchange, reset as a whole between
+    // requests (reset_request), so no flag of one request can leak into the next.
+    struct exchange {
+        std::string tunnel;
+        ingress::route route{};            // views into head_ or route_scratch_
+        std::string method;
+        bool head_request = false;
+        bool consumer_keep_alive = false;  // the consumer's head allows keep-alive
+        http1::version consumer_ver = http1::version::http_1_1;
+        bool rate_counted = false;         // went through the rate limiter
+        std::string rate_key;              // its subject, or "ip:ADDR" for a public tunnel without token
+        bool at_limit = false;             // queued because the tunnel's channels are all in use
+        bool spare = false;                // its channel was a spare (logs)
+        bool req_body_done = false;        // the request body went up whole
+        bool any_response = false;         // some byte (1xx included) went to the consumer
+        bool resp_started = false;         // the final head went to the consumer
+        bool resp_done = false;
+        bool resp_keep_alive = false;
+        int resp_status = 0;
+        bool dechunk = false;              // HTTP/1.0 consumer, chunked response: payload only
+    };
+    exchange ex_;
+    std::string request_id_;  // reused between requests (new_request_id)
     std::string route_scratch_;
-    std::string method_;
-    bool head_request_ = false;
-    bool rate_counted_ = false;        // this request went through the rate limiter
-    std::string rate_key_;             // its subject, or "ip:ADDR" for a public tunnel without token
-    bool consumer_keep_alive_ = false;
-    http1::version consumer_ver_ = http1::version::http_1_1;
     http1::body_reader req_body_;
-    bool req_body_done_ = false;
     // The channel: the rewritten head and the body go up through the pipe (what the agent's
     // window does not take waits there, reading paused); the response comes down through it
     // (acknowledged once our output is at or below its watermark).
@@ -134,13 +145,6 @@ private:
     std::string resp_head_;
     http1::response_parser resp_parser_;
     http1::body_reader resp_body_;
-    bool resp_started_ = false;        // the final head went to the consumer
-    bool resp_done_ = false;
-    bool resp_keep_alive_ = false;
-    int resp_status_ = 0;
-    bool dechunk_ = false;             // HTTP/1.0 consumer, chunked response: payload only
-    bool any_response_ = false;        // some byte (1xx included) went to the consumer
-    bool spare_ = false;               // the channel was a spare (logs)
     unsigned requests_ = 0;
 };
 
