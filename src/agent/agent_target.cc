@@ -57,6 +57,9 @@ void agent_target::on_open() {
             eof_out_ = true;
             shutdown_write();
         }
+        const std::size_t owed = replay_owed_;
+        replay_owed_ = 0;
+        pipe_.delivered(owed);
         return;
     }
     watch_unused();
@@ -127,7 +130,7 @@ void agent_target::channel_data(slice piece) {
         // Still connecting: after what is to be sent again, in order (copied: ring buffers are
         // not held across a connect).
         replay_.append(slice::copy_of(piece.view()));
-        pipe_.delivered(n);
+        replay_owed_ += n;  // acknowledged once connected and queued (on_open): bounded by the window
         return;
     }
     if (pool_) exchange_.request_bytes(piece.view());

@@ -84,6 +84,7 @@ private:
     bool replay_target_ = false;  // a new connection carrying a replayed request
     bool replay_eof_ = false;
     buffer_chain replay_;
+    std::size_t replay_owed_ = 0;  // channel bytes that came while connecting, not yet acknowledged
     milliseconds idle_timeout_;
     reactor::timer::clock::time_point last_used_{};  // connected, or the last byte either way
     bool eof_in_ = false;   // the target's EOF was seen

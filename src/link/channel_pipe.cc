@@ -7,6 +7,7 @@ namespace ferry::link {
 channel_pipe::~channel_pipe() = default;
 
 void channel_pipe::bind(ssh_endpoint& ep, std::uint32_t id, bool open) noexcept {
+    ++gen_;
     ep_ = &ep;
     id_ = id;
     open_ = open;
@@ -22,6 +23,7 @@ void channel_pipe::open() noexcept {
 }
 
 void channel_pipe::unbind() noexcept {
+    ++gen_;
     ep_ = nullptr;
     open_ = false;
     to_channel_.clear();
@@ -55,12 +57,15 @@ void channel_pipe::socket_eof() noexcept {
 
 void channel_pipe::pump() noexcept {
     if (!ep_ || !open_) return;
+    const std::uint64_t gen = gen_;
     while (!to_channel_.empty()) {
         const std::size_t len = to_channel_.front().size();
         auto n = ep_->send_data(id_, to_channel_.front().view());
-        // Failing, the channel takes no more data (its close is on the way), or the session
-        // failed (and unbound us).
-        if (!n || !ep_) {
+        // The session failed and our owner was told inside the call: it may have bound us to
+        // another channel already, whose bytes are not ours to drop.
+        if (gen_ != gen) return;
+        // Failing, the channel takes no more data (its close is on the way).
+        if (!n) {
             to_channel_.clear();
             break;
         }
@@ -68,7 +73,7 @@ void channel_pipe::pump() noexcept {
         if (*n < len) break;
     }
     set_pause(window_pause_, !to_channel_.empty());
-    if (to_channel_.empty() && eof_in_ && !eof_sent_ && ep_) {
+    if (to_channel_.empty() && eof_in_ && !eof_sent_ && ep_ && gen_ == gen) {
         eof_sent_ = true;
         ep_->send_eof(id_);
     }

@@ -47,6 +47,10 @@ public:
     // unacknowledged bytes is forgotten (window credit belongs to the channel that is gone).
     void unbind() noexcept;
     bool bound() const noexcept { return ep_ != nullptr; }
+    // Changes at every bind() and unbind(): a caller whose callback may finish the channel and
+    // bind the next one (a pipelined request) compares it before and after, so bytes of one
+    // channel are never acknowledged on another.
+    std::uint64_t generation() const noexcept { return gen_; }
     bool is_open() const noexcept { return ep_ != nullptr && open_; }
     std::uint32_t id() const noexcept { return id_; }
     ssh_endpoint* endpoint() const noexcept { return ep_; }
@@ -84,6 +88,7 @@ private:
     reactor::connection& sock_;
     ssh_endpoint* ep_ = nullptr;
     std::uint32_t id_ = 0;
+    std::uint64_t gen_ = 0;
     bool open_ = false;
     buffer_chain to_channel_;    // read from the socket, not yet taken by the channel
     bool window_pause_ = false;  // reading paused while to_channel_ waits for window

@@ -138,6 +138,7 @@ void agent_conn::on_ping_timer() {
 
 void agent_conn::on_authenticated(const ssh::session_event& ev) {
     handshake_timer_.cancel();
+    t_.authenticated();
     FERRY_LOG_GATED(st_.session_log, st_.log_now(), info, "agent authenticated", {"session", id_},
                     {"sub", printable(sub_)}, {"method", printable(ev.method)});
 }
@@ -233,6 +234,9 @@ result<agent_conn::channel_grant> agent_conn::open_channel(link::channel_handler
     ++f->active;
     in_use_[*id] = f->name;
     top_up(*f);
+    // A spare's open that failed the whole session ended it (and told `c`, before it took the
+    // channel): the consumer waits for the next session.
+    if (done_) return fail(errc::closed, "agent session over");
     return channel_grant{*id, false};
 }
 
@@ -310,6 +314,18 @@ void agent_conn::consumer_closed(std::uint32_t id, const link::channel_handler& 
     channel_ended(id);
     if (done_) return;
     for (auto& f : forwards_) top_up(f);  // replacements for spares taken
+}
+
+void agent_conn::forget_in_use(const std::string& name) {
+    // The forward is gone (cancelled, or taken over): its channels in use go on, but they no
+    // longer count for a forward of the same name that may come back on this session.
+    for (auto it = in_use_.begin(); it != in_use_.end();) {
+        if (it->second == name) {
+            it = in_use_.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 void agent_conn::channel_ended(std::uint32_t id) {
@@ -399,6 +415,7 @@ bool agent_conn::cancel_tcpip_forward(std::string_view address, std::uint32_t po
             std::string name = it->name;
             close_spares(*it);
             forwards_.erase(it);
+            forget_in_use(name);
             if (auto l = st_.local.find(name); l != st_.local.end() && l->second == this) st_.local.erase(l);
             name_state s = r_.names().release(name, id_, true, cfg_->lease, sh_.now());
             if (s.version) publish(sh_, r_, name, s);
@@ -415,6 +432,7 @@ void agent_conn::lose(const std::string& name) {
         if (it->name == name) {
             close_spares(*it);
             forwards_.erase(it);
+            forget_in_use(name);
             break;
         }
     }

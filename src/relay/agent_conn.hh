@@ -24,6 +24,8 @@ public:
     virtual bool ping() = 0;
     // Closes after what is queued (WebSocket: the close handshake with `ws_code`).
     virtual void goodbye(std::uint16_t ws_code, std::string_view reason) = 0;
+    // The SSH session authenticated.
+    virtual void authenticated() {}
 
 protected:
     ~agent_transport() = default;
@@ -133,6 +135,7 @@ private:
     // A consumer's channel ended (closed by either side, or its open refused): the tunnel has
     // one more free, and a request waiting for one is woken.
     void channel_ended(std::uint32_t id);
+    void forget_in_use(const std::string& name);
     ssh::session_config make_config();
 
     relay& r_;

@@ -18,15 +18,17 @@ private:
     void on_read_eof() override { agent_.stream_ended("agent closed the connection"); }
     void on_output_high() override { agent_.backpressure(true); }
     void on_output_low() override { agent_.backpressure(false); }
-    void on_close(const error& why) override { agent_.on_close(why); }
+    void on_close(const error& why) override;
 
     // agent_transport
     void carry(buffer_chain& ssh_bytes) override;
     reactor::connection& connection() noexcept override { return *this; }
     bool ping() override { return false; }  // SSH keepalives instead
     void goodbye(std::uint16_t, std::string_view) override { close(); }
+    void authenticated() override;
 
     relay& r_;
+    bool pending_ = false;  // counted in relay::enter_ssh_pending until authenticated
     agent_conn agent_;        // last: it uses this object as its transport
 };
 

@@ -516,8 +516,12 @@ void consumer_conn::channel_writable() { pipe_.pump(); }
 
 void consumer_conn::channel_data(slice piece) {
     const std::size_t n = piece.size();
+    // The last bytes of a response may finish the exchange and start the next pipelined
+    // request on a new channel: these bytes are acknowledged only on their own channel (a
+    // channel that is gone needs no credit).
+    const std::uint64_t gen = pipe_.generation();
     if (ph_ == phase::opening || ph_ == phase::streaming) response_bytes(std::move(piece));
-    pipe_.delivered(n);  // acknowledged once our output is low (nothing, if the channel is gone)
+    if (pipe_.generation() == gen) pipe_.delivered(n);  // acknowledged once our output is low
 }
 
 void consumer_conn::response_bytes(slice piece) {

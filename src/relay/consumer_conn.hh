@@ -34,8 +34,10 @@ public:
     void channel_closed() override;
     void session_gone() override;
     void session_backpressure(bool on) override { pipe_.link_backpressure(on); }
-    // ---- from the shard's waiting list: the name's state changed ----
+    // ---- from the shard's waiting list: the name's state changed, or a channel freed ----
     void tunnel_changed();
+    // An exchange holds (or is opening) a channel.
+    bool has_channel() const noexcept { return ssh_ != nullptr; }
 
 private:
     enum class phase : std::uint8_t {

@@ -1,5 +1,6 @@
 #include "relay/relay.hh"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "proto/base/log.hh"
@@ -103,6 +104,20 @@ bool relay::admit(reactor::shard& on, conn_limits::slot& slot, const reactor::ad
                     ip ? "connection refused: max_connections_per_ip" : "connection refused: max_connections",
                     {"client", client}, {"limit", std::uint64_t(ip ? lim.max_per_ip() : lim.max_total())});
     return false;
+}
+
+std::uint32_t relay::max_ssh_pending() const noexcept {
+    const std::size_t total = cfg_->max_connections;
+    if (total == 0) return 4096;
+    return std::uint32_t(std::clamp<std::size_t>(total / 8, 16, 1u << 20));
+}
+
+bool relay::enter_ssh_pending() noexcept {
+    if (ssh_pending_.fetch_add(1, std::memory_order_relaxed) >= max_ssh_pending()) {
+        ssh_pending_.fetch_sub(1, std::memory_order_relaxed);
+        return false;
+    }
+    return true;
 }
 
 std::string relay::host_key_fingerprint() const {

@@ -22,6 +22,7 @@
 //
 // Threads: `relay` is built and prepared on the main thread; afterwards each shard touches
 // only its own shard_state; the registry is the only shared mutable object (locked).
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -72,6 +73,12 @@ public:
     // make_room. `per_ip`: the per-address cap applies (not to trusted proxies).
     bool admit(reactor::shard& on, conn_limits::slot& slot, const reactor::address& peer, bool per_ip,
                std::string_view client);
+    // Raw SSH connections (ssh_listen) that have not authenticated yet are never evicted to
+    // make room (they are agents to be): they have a cap of their own, an eighth of
+    // max_connections (at least 16), so that slow handshakes cannot fill the process.
+    bool enter_ssh_pending() noexcept;
+    void leave_ssh_pending() noexcept { ssh_pending_.fetch_sub(1, std::memory_order_relaxed); }
+    std::uint32_t max_ssh_pending() const noexcept;
 
 private:
     bool room_anywhere() const noexcept;  // some shard has a connection it may close for room
@@ -80,6 +87,7 @@ private:
     std::unique_ptr<registry> registry_;
     std::unique_ptr<conn_limits> limits_;
     std::vector<std::unique_ptr<shard_state>> shards_;
+    std::atomic<std::uint32_t> ssh_pending_{0};
 };
 
 }  // namespace ferry::relay

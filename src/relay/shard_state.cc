@@ -24,14 +24,21 @@ void shard_state::apply(const std::string& name, const name_state& s) {
 }
 
 void shard_state::channel_freed(const std::string& name) {
+    // FIFO: the one waiting longest tries first. One that does not take the channel (its
+    // token expired meanwhile, the name moved to another shard, it is refused) must not leave
+    // the channel idle while others wait: the next one tries, at most once each (one that
+    // queues again is at the back by then).
     auto w = waiting.find(name);
-    if (w == waiting.end() || w->second.empty()) return;
-    // FIFO: the one waiting longest. It leaves the queue first (a second wait re-queues it at
-    // the back, which cannot happen here: a channel is free).
-    reactor::ref_ptr<consumer_conn> c = std::move(w->second.front());
-    w->second.erase(w->second.begin());
-    if (w->second.empty()) waiting.erase(w);
-    c->tunnel_changed();
+    if (w == waiting.end()) return;
+    for (std::size_t tries = w->second.size(); tries > 0; --tries) {
+        w = waiting.find(name);
+        if (w == waiting.end() || w->second.empty()) break;
+        reactor::ref_ptr<consumer_conn> c = std::move(w->second.front());
+        w->second.erase(w->second.begin());
+        if (w->second.empty()) waiting.erase(w);
+        c->tunnel_changed();
+        if (c->has_channel()) break;
+    }
 }
 
 void shard_state::forget_tombstones() {

@@ -349,14 +349,23 @@ class PipeliningFlood(unittest.TestCase):
         before = rss_kib(self.relay.proc.pid)
         mark = len(self.relay.log.lines)
         sent = 0
+        # What the kernel alone may absorb once the relay stops reading: its receive buffer (TCP
+        # autotuning, up to tcp_rmem's maximum: 32 MiB here) and our send buffer. Sending twice
+        # that without a stall would prove the relay still reads; a fixed 60000 did not (the
+        # relay's buffer had sometimes grown to hold them all).
+        def tcp_max(name):
+            with open(f"/proc/sys/net/ipv4/{name}") as f:
+                return int(f.read().split()[2])
+        one = len(f"GET /t/nosuch-{0:06d}/x HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {tok}\r\n\r\n")
+        bound = 2 * (tcp_max("tcp_rmem") + tcp_max("tcp_wmem")) // one
         try:
-            while sent < 60000:
+            while sent < bound:
                 try:
-                    s.sendall(f"GET /t/nosuch-{sent}/x HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {tok}\r\n\r\n".encode())
+                    s.sendall(f"GET /t/nosuch-{sent:06d}/x HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {tok}\r\n\r\n".encode())
                 except socket.timeout:
                     break  # nobody reads on the other side any more
                 sent += 1
-            self.assertLess(sent, 60000, "the relay never stopped reading a client that does not read")
+            self.assertLess(sent, bound, "the relay never stopped reading a client that does not read")
             # Our sends stalled because the relay stopped reading us: it waits for us to read.
             # An honest request served now is logged after every answer made on this
             # connection so far: counting up to its line counts them all.

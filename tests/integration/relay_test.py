@@ -481,6 +481,52 @@ class WithFerryAgent(unittest.TestCase):
                 self.assertEqual(f.result(timeout=15), (200, b"slow\n"))
             pool.shutdown()
 
+    def test_pipelined_large_responses_to_a_slow_reader_both_complete(self):
+        """Review finding (issue 12): the last bytes of a response could finish the exchange and
+        start the next pipelined request on a new channel inside the same callback; their
+        acknowledgement then went to the new channel, which refused it, and that channel's
+        window never reopened: the second response stalled for ever. A reader slow enough that
+        the relay's output is above its watermark when the first response ends."""
+        n = 3 * MiB
+        with self.ferry_tunnel() as (relay, agent):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            s.settimeout(30)
+            s.connect(("127.0.0.1", relay.port))
+            auth = self.hdr["Authorization"]
+            req = f"GET /t/web/bytes?n={n} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n".encode()
+            s.sendall(req + req)
+            got = bytearray()
+            # Slow at first, so that the relay holds the end of the first response above its
+            # watermark while the second request starts; then as fast as it comes.
+            t_end = time.time() + 3
+            while time.time() < t_end:
+                chunk = s.recv(16384)
+                if not chunk:
+                    break
+                got += chunk
+                time.sleep(0.01)
+            deadline = time.time() + 30
+            bodies = []
+            while len(bodies) < 2 and time.time() < deadline:
+                i = got.find(b"\r\n\r\n")
+                if i >= 0:
+                    head = bytes(got[:i]).decode("latin-1")
+                    self.assertTrue(head.startswith("HTTP/1.1 200"), head)
+                    length = int(next(l.split(":", 1)[1] for l in head.split("\r\n") if l.lower().startswith("content-length")))
+                    if len(got) >= i + 4 + length:
+                        bodies.append(bytes(got[i + 4:i + 4 + length]))
+                        del got[:i + 4 + length]
+                        continue
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            self.assertEqual(len(bodies), 2, "the second response stalled")
+            for b in bodies:
+                self.assertEqual(hashlib.sha256(b).hexdigest(), hashlib.sha256(pattern(1 << 20) * 3).hexdigest())
+
     def test_sighup_is_ignored_by_ferryd_and_the_agent(self):
         """SIGHUP has no meaning yet (reload comes with the control plane); its default would end
         the process at once and cut every tunnel. A signal sent with kill() is pending at once
