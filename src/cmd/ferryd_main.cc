@@ -3,7 +3,6 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,14 +23,7 @@ int fatal(const char* what, const std::string& why) {
     return 1;
 }
 
-std::string describe(const error& e) {
-    std::string s = e.detail ? e.detail : to_string(e.code);
-    if (e.sys) {
-        s += ": ";
-        s += std::strerror(e.sys);
-    }
-    return s;
-}
+using control::describe;
 
 }  // namespace
 

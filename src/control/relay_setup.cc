@@ -14,15 +14,6 @@ namespace {
 
 using ms = std::chrono::milliseconds;
 
-std::string describe(const error& e) {
-    std::string s = e.detail ? e.detail : to_string(e.code);
-    if (e.sys) {
-        s += ": ";
-        s += std::strerror(e.sys);
-    }
-    return s;
-}
-
 failure refuse(std::string& message, const char* what, const std::string& why) {
     message = std::string(what) + ": " + why;
     return fail(errc::invalid_argument, "configuration");
@@ -87,6 +78,15 @@ void apply_nofile(const relay_settings& s, relay::relay_config& c) {
 }
 
 }  // namespace
+
+std::string describe(const error& e) {
+    std::string s = e.detail ? e.detail : to_string(e.code);
+    if (e.sys) {
+        s += ": ";
+        s += std::strerror(e.sys);
+    }
+    return s;
+}
 
 std::uint64_t connection_room(std::uint64_t nofile) {
     // The reserve also absorbs accept bursts: the kernel hands out a descriptor for every

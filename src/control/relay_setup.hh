@@ -17,6 +17,9 @@ namespace ferry::control {
 // JWT keys, the host key seed, the TLS context and max_connections when it is 0 (automatic).
 relay::relay_config relay_config_from(const relay_settings& s);
 
+// An error for the operator: its detail (or code name), and the system's text for errno.
+std::string describe(const error& e);
+
 // max_connections when the setting is 0: what an open-file limit of `nofile` leaves after a
 // reserve for listeners, rings, logs and accept bursts (max(256, 64 + nofile/16)).
 std::uint64_t connection_room(std::uint64_t nofile);
